@@ -1,0 +1,101 @@
+"""
+Plugin discovery after each way of installing the project, in a fresh
+virtual environment: twistd finds caps only in a twisted/plugins/ folder,
+and setuptools' default editable install does not provide one.
+"""
+
+import subprocess
+import venv
+import zipfile
+from pathlib import Path
+
+from twisted.trial.unittest import TestCase
+
+from tests.servers import start_process
+from tests.test_loopback import course_tcp_client
+
+PROJECT = Path(__file__).resolve().parent.parent
+FORBIDDEN = ("twisted/__init__.py", "twisted/plugins/__init__.py")
+
+
+class InstalledPluginTests(TestCase):
+    def setUp(self) -> None:
+        self.environment = Path(self.mktemp()).resolve()
+        venv.create(self.environment, with_pip=True)
+        self.pip("install", "Twisted")
+
+    def pip(self, *argv: str) -> str:
+        done = subprocess.run(
+            [
+                str(self.environment / "bin" / "python"),
+                "-m",
+                "pip",
+                "--disable-pip-version-check",
+                "--no-input",
+                *argv,
+            ],
+            capture_output=True,
+            timeout=600,
+            cwd=PROJECT,
+        )
+        if done.returncode:
+            raise AssertionError(
+                f"pip {argv} failed:\n{done.stdout.decode()}{done.stderr.decode()}"
+            )
+        return done.stdout.decode()
+
+    def twistd_help(self) -> str:
+        done = subprocess.run(
+            [str(self.environment / "bin" / "twistd"), "--help"], capture_output=True, timeout=60
+        )
+        return done.stdout.decode()
+
+    def assertInstalledAndServing(self) -> None:
+        self.assertIn(" caps ", self.twistd_help())
+        listed = self.pip("show", "--files", "twisted-caps")
+        for forbidden in FORBIDDEN:
+            self.assertNotIn(forbidden, listed)
+        daemon = start_process(
+            self,
+            [
+                str(self.environment / "bin" / "twistd"),
+                "-n",
+                "--pidfile=",
+                "caps",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                "0",
+            ],
+        )
+        assert daemon.tcp_port
+        self.assertEqual(course_tcp_client(daemon.tcp_port, b"installed"), b"INSTALLED")
+        daemon.stop()
+
+    def assertUninstallRemovesThePlugin(self) -> None:
+        self.pip("uninstall", "--yes", "twisted-caps")
+        help_text = self.twistd_help()
+        self.assertNotIn(" caps ", help_text)
+        self.assertIn(" web ", help_text)  # Twisted's own plugins are untouched.
+
+    def test_pip_install_from_source(self) -> None:
+        self.pip("install", "--no-deps", ".")
+        self.assertInstalledAndServing()
+        self.assertUninstallRemovesThePlugin()
+
+    def test_built_wheel(self) -> None:
+        wheels = Path(self.mktemp()).resolve()
+        self.pip("wheel", "--no-deps", "--wheel-dir", str(wheels), ".")
+        [wheel] = wheels.glob("twisted_caps-*.whl")
+        names = zipfile.ZipFile(wheel).namelist()
+        self.assertIn("twisted/plugins/caps_plugin.py", names)
+        for forbidden in FORBIDDEN:
+            self.assertNotIn(forbidden, names)
+        self.pip("install", "--no-deps", str(wheel))
+        self.assertInstalledAndServing()
+        self.assertUninstallRemovesThePlugin()
+
+    def test_strict_editable_install(self) -> None:
+        self.pip("install", "--no-deps", "-e", ".", "--config-settings", "editable_mode=strict")
+        self.assertInstalledAndServing()
+        self.assertUninstallRemovesThePlugin()

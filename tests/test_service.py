@@ -1,0 +1,117 @@
+"""Tests for L{twisted_caps.service}."""
+
+import socket
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.address import IPv4Address
+from twisted.internet.protocol import DatagramProtocol
+from twisted.internet.testing import MemoryReactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from twisted_caps.config import CapsConfig
+from twisted_caps.datagram import CapsDatagramProtocol
+from twisted_caps.service import CapsService, ListenError
+from twisted_caps.stream import CapsStreamFactory
+from twisted_caps.tap import Options
+
+
+class RecordingPort:
+    """A listening port that remembers whether it was stopped."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stopped = False
+
+    def getHost(self) -> IPv4Address:
+        return IPv4Address("UDP", "0.0.0.0", self.port)
+
+    def stopListening(self) -> None:
+        self.stopped = True
+
+
+class MemoryReactorWithUDP(MemoryReactor):
+    """L{MemoryReactor}, which has no C{listenUDP}, plus one that records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpServers: list[tuple[int, DatagramProtocol, str]] = []
+
+    def listenUDP(self, port: int, protocol: DatagramProtocol, interface: str = "") -> Any:
+        self.udpServers.append((port, protocol, interface))
+        return RecordingPort(port)
+
+
+def config_for(*argv: str) -> CapsConfig:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options.config
+
+
+class CapsServiceTests(SynchronousTestCase):
+    def test_listeners_open_in_privileged_start_and_only_once(self) -> None:
+        memory = MemoryReactorWithUDP()
+        service = CapsService(config_for("--udp", "127.0.0.1:4001", "--udp", "4002"), memory)
+        service.privilegedStartService()
+        service.startService()
+        [(port, factory, _, interface)] = memory.tcpServers
+        self.assertEqual((port, interface), (1200, "0.0.0.0"))
+        self.assertIsInstance(factory, CapsStreamFactory)
+        self.assertEqual(
+            [(p, type(proto), i) for p, proto, i in memory.udpServers],
+            [(4001, CapsDatagramProtocol, "127.0.0.1"), (4002, CapsDatagramProtocol, "")],
+        )
+        self.assertEqual(len(service.ports), 3)
+
+    def test_start_without_privileged_start_listens(self) -> None:
+        memory = MemoryReactorWithUDP()
+        CapsService(config_for("--no-udp"), memory).startService()
+        self.assertEqual(len(memory.tcpServers), 1)
+
+    def test_once_reaches_the_factory(self) -> None:
+        service = CapsService(config_for("--once"), MemoryReactorWithUDP())
+        self.assertTrue(service.stream_factory.once)
+
+    def test_stop_closes_every_listener(self) -> None:
+        memory = MemoryReactorWithUDP()
+        service = CapsService(config_for(), memory)
+        service.startService()
+        [udp_port] = [p for p in service.ports if isinstance(p, RecordingPort)]
+        self.successResultOf(service.stopService())
+        self.assertTrue(udp_port.stopped)
+        self.assertEqual(service.ports, [])
+
+
+class ListenFailureTests(TestCase):
+    def test_port_in_use_is_one_line_naming_the_address(self) -> None:
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = CapsService(
+            config_for("-i", "127.0.0.1", "-p", "0", "--tcp", f"tcp:{port}:interface=127.0.0.1"),
+            reactor,
+        )
+        error = self.assertRaises(ListenError, service.privilegedStartService)
+        self.assertIn(f"127.0.0.1:{port}", str(error.code))
+        self.assertIn("in use", str(error.code))
+        self.assertEqual(service.ports, [])
+
+    def test_earlier_listeners_are_closed_when_a_later_one_fails(self) -> None:
+        taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        service = CapsService(
+            config_for("--tcp", "tcp:0:interface=127.0.0.1", "--udp", f"127.0.0.1:{port}"),
+            reactor,
+        )
+        self.assertRaises(ListenError, service.startService)
+        self.assertEqual(service.ports, [])
+        # The TCP port opened first must be gone: nothing is left for trial's
+        # dirty-reactor check to find.
+
+    def test_listen_failure_is_both_exit_and_exception(self) -> None:
+        self.assertTrue(issubclass(ListenError, SystemExit))
+        self.assertTrue(issubclass(ListenError, Exception))

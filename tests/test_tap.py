@@ -1,0 +1,112 @@
+"""Tests for L{twisted_caps.tap}: the command line of C{twistd caps}."""
+
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_caps.config import UdpListener
+from twisted_caps.service import CapsService
+from twisted_caps.tap import Options, makeService
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(SynchronousTestCase):
+    def assertUsageError(self, argv: list[str], *fragments: str) -> None:
+        error = self.assertRaises(SystemExit, parse, *argv)
+        message = str(error.code)
+        self.assertTrue(message.startswith("caps: "), message)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_defaults_serve_tcp_and_udp_on_1200_on_every_ipv4_address(self) -> None:
+        config = parse().config
+        [tcp] = config.tcp
+        self.assertEqual(tcp.description, "tcp:1200:interface=0.0.0.0")
+        self.assertIsInstance(tcp.endpoint(reactor), TCP4ServerEndpoint)
+        self.assertEqual(config.udp, (UdpListener("", 1200),))
+        self.assertFalse(config.once)
+
+    def test_port_and_interface_apply_to_both(self) -> None:
+        config = parse("-p", "4000", "-i", "127.0.0.1").config
+        self.assertEqual(config.tcp[0].description, "tcp:4000:interface=127.0.0.1")
+        self.assertEqual(config.udp, (UdpListener("127.0.0.1", 4000),))
+
+    def test_ipv6_interface_uses_a_tcp6_endpoint(self) -> None:
+        config = parse("--interface", "::").config
+        self.assertIsInstance(config.tcp[0].endpoint(reactor), TCP6ServerEndpoint)
+        self.assertEqual(str(config.udp[0]), "[::]:1200")
+
+    def test_tcp_endpoints_replace_the_default_and_repeat(self) -> None:
+        config = parse("--tcp", "tcp:5000", "--tcp", "unix:/tmp/caps.sock").config
+        self.assertEqual([t.description for t in config.tcp], ["tcp:5000", "unix:/tmp/caps.sock"])
+        self.assertIsInstance(config.tcp[1].endpoint(reactor), UNIXServerEndpoint)
+
+    def test_udp_addresses(self) -> None:
+        config = parse("--udp", "5000", "--udp", "127.0.0.1:5001", "--udp", "[::1]:5002").config
+        self.assertEqual(
+            config.udp,
+            (UdpListener("", 5000), UdpListener("127.0.0.1", 5001), UdpListener("::1", 5002)),
+        )
+
+    def test_no_tcp_and_no_udp(self) -> None:
+        self.assertEqual(parse("--no-tcp").config.tcp, ())
+        self.assertEqual(parse("--no-udp").config.udp, ())
+
+    def test_once(self) -> None:
+        self.assertTrue(parse("--once").config.once)
+
+    def test_bad_port_is_one_line(self) -> None:
+        for port in ("abc", "-1", "65536", ""):
+            self.assertUsageError(["--port", port], "--port", "not a port number")
+
+    def test_bad_interface_is_one_line(self) -> None:
+        self.assertUsageError(["-i", "example.com"], "--interface", "not an IP address")
+
+    def test_unknown_endpoint_type_is_one_line(self) -> None:
+        self.assertUsageError(["--tcp", "bogus:1200"], "--tcp bogus:1200", "Unknown endpoint type")
+
+    def test_missing_systemd_socket_is_one_line(self) -> None:
+        self.assertUsageError(["--tcp", "systemd:domain=INET:index=0"], "no such inherited socket")
+
+    def test_unreadable_certificate_is_one_line(self) -> None:
+        self.assertUsageError(
+            ["--tcp", "ssl:4430:privateKey=/nonexistent/key.pem"], "/nonexistent/key.pem"
+        )
+
+    def test_bad_udp_address_is_one_line(self) -> None:
+        for address in ("host.example:1200", "::1:1200", "1.2.3.4:x"):
+            self.assertUsageError(["--udp", address], f"--udp {address}")
+
+    def test_nothing_to_serve_is_refused(self) -> None:
+        self.assertUsageError(["--no-tcp", "--no-udp"], "nothing to serve")
+
+    def test_unknown_option_is_one_line(self) -> None:
+        self.assertUsageError(["--bogus"], "--bogus")
+
+    def test_help_documents_defaults_and_examples(self) -> None:
+        text = str(Options())
+        for fragment in (
+            "--port",
+            "1200",
+            "--tcp",
+            "--udp",
+            "--once",
+            "haproxy:tcp:1200",
+            "Examples",
+        ):
+            self.assertIn(fragment, text)
+
+
+class MakeServiceTests(SynchronousTestCase):
+    def test_service_carries_the_parsed_config(self) -> None:
+        options = parse("--once")
+        service = makeService(options)
+        self.assertIsInstance(service, CapsService)
+        assert isinstance(service, CapsService)
+        self.assertIs(service.config, options.config)

@@ -1,0 +1,264 @@
+# -*- test-case-name: tests.test_client -*-
+"""
+Ask a caps server to capitalize text, over TCP or UDP; also the
+C{caps-client} command.
+
+Both calls return a Deferred that fires with the reply bytes, or fails with
+C{ConnectionRefusedError}, C{DNSLookupError} or C{TimeoutError}: a server
+that never answers cannot make a caller wait longer than C{timeout}.
+"""
+
+import os
+import sys
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport, IUDPTransport
+from twisted.internet.protocol import DatagramProtocol, Protocol, connectionDone
+from twisted.internet.task import react
+from twisted.internet.threads import deferToThread
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_UDP_RETRIES = 2
+PROMPT = b"Input lowercase sentence: "
+
+
+class _StreamExchange(Protocol):
+    """Send the text, half-close, and collect the reply until the server closes."""
+
+    transport: ITCPTransport
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._chunks: list[bytes] = []
+        self.reply: Deferred[bytes] = Deferred(lambda _: self.transport.abortConnection())
+
+    def connectionMade(self) -> None:
+        self.transport.write(self._data)
+        self.transport.loseWriteConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.reply.called:
+            return
+        if reason.check(error.ConnectionDone):
+            self.reply.callback(b"".join(self._chunks))
+        else:
+            self.reply.errback(reason)
+
+
+def capitalize_over_tcp(
+    reactor: Any, host: str, port: int, data: bytes, timeout: float = DEFAULT_TIMEOUT
+) -> "Deferred[bytes]":
+    """
+    Capitalize C{data} on the caps server at C{host}:C{port} over TCP.
+
+    The whole exchange (connect, send, receive until the server closes)
+    must finish within C{timeout} seconds.
+    """
+    exchange = _StreamExchange(data)
+    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    result: Deferred[bytes] = connectProtocol(endpoint, exchange).addCallback(
+        lambda _: exchange.reply
+    )
+    return result.addTimeout(timeout, reactor, onTimeoutCancel=_no_reply_from(host, port))
+
+
+class _DatagramExchange(DatagramProtocol):
+    """Send a datagram, resend it on silence, fire with the first reply."""
+
+    transport: IUDPTransport
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        address: tuple[str, int],
+        data: bytes,
+        sends: int,
+        interval: float,
+    ) -> None:
+        self._clock = clock
+        self._address = address
+        self._data = data
+        self._sends_left = sends
+        self._interval = interval
+        self._resend: IDelayedCall | None = None
+        self._listening = False
+        self.reply: Deferred[bytes] = Deferred(lambda _: self._close())
+
+    def startProtocol(self) -> None:
+        self._listening = True
+        self.transport.connect(*self._address)
+
+    def stopProtocol(self) -> None:
+        # Twisted's epoll reactor closes a connected UDP port when the kernel
+        # reports ICMP port-unreachable, instead of calling connectionRefused.
+        self._listening = False
+        self._finish(error.ConnectionRefusedError(_hostport(*self._address)))
+
+    def send(self) -> None:
+        """Send the datagram, and again after each silent interval."""
+        if self._sends_left == 0:
+            self._finish(error.TimeoutError(f"no reply from {_hostport(*self._address)}"))
+            return
+        self._sends_left -= 1
+        self._resend = self._clock.callLater(self._interval, self.send)
+        self.transport.write(self._data, self._address)
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self._finish(datagram)
+
+    def connectionRefused(self) -> None:
+        self._finish(error.ConnectionRefusedError(_hostport(*self._address)))
+
+    def _finish(self, outcome: bytes | Exception) -> None:
+        if self.reply.called:
+            return
+        self._close()
+        if isinstance(outcome, Exception):
+            self.reply.errback(outcome)
+        else:
+            self.reply.callback(outcome)
+
+    def _close(self) -> None:
+        if self._resend is not None and self._resend.active():
+            self._resend.cancel()
+        if self._listening:
+            self._listening = False
+            self.transport.stopListening()
+
+
+async def _resolve(reactor: Any, host: str) -> str:
+    if isIPAddress(host) or isIPv6Address(host):
+        return host
+    address: str = await reactor.resolve(host)
+    return address
+
+
+def capitalize_over_udp(
+    reactor: Any,
+    host: str,
+    port: int,
+    data: bytes,
+    timeout: float = DEFAULT_TIMEOUT,
+    retries: int = DEFAULT_UDP_RETRIES,
+) -> "Deferred[bytes]":
+    """
+    Capitalize C{data} on the caps server at C{host}:C{port} over UDP.
+
+    UDP may lose the datagram or its reply, so the datagram is sent
+    C{1 + retries} times, evenly spaced over C{timeout} seconds, until a
+    reply arrives; after C{timeout} seconds of silence the call fails with
+    C{TimeoutError}.
+    """
+
+    async def exchange() -> bytes:
+        address = await _resolve(reactor, host)
+        sends = 1 + retries
+        protocol = _DatagramExchange(reactor, (address, port), data, sends, timeout / sends)
+        interface = "::" if isIPv6Address(address) else ""
+        reactor.listenUDP(0, protocol, interface=interface)
+        protocol.send()
+        return await protocol.reply
+
+    return ensureDeferred(exchange())
+
+
+def _no_reply_from(host: str, port: int) -> Any:
+    """Turn a timed-out exchange into the C{TimeoutError} that names the server."""
+
+    def timed_out(result: object, timeout: float) -> None:
+        raise error.TimeoutError(f"no reply from {_hostport(host, port)}")
+
+    return timed_out
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ClientOptions(usage.Options):
+    """
+    Print the capitalization of TEXT, as a caps server gives it. With no
+    TEXT, read standard input line by line and print each reply.
+    """
+
+    synopsis = "[--host H] [--port P] [--udp] [--timeout S] [TEXT...]"
+    longdesc = __doc__
+    optParameters = [
+        ["host", None, "localhost", "Server host name or address."],
+        ["port", "p", 1200, "Server port.", int],
+        ["timeout", "t", DEFAULT_TIMEOUT, "Seconds to wait for each reply.", float],
+    ]
+    optFlags = [["udp", "u", "Use UDP instead of TCP."]]
+
+    def parseArgs(self, *text: str) -> None:
+        self["text"] = list(text)
+
+    def postOptions(self) -> None:
+        if not 0 < self["port"] <= 65535:
+            raise usage.UsageError(f"--port: {self['port']} is not a port number (1-65535)")
+        if self["timeout"] <= 0:
+            raise usage.UsageError("--timeout must be more than 0 seconds")
+
+
+def _describe_failure(failure: Exception, options: ClientOptions) -> str:
+    server = _hostport(options["host"], options["port"])
+    if isinstance(failure, error.ConnectionRefusedError):
+        return f"connection refused by {server}"
+    if isinstance(failure, error.DNSLookupError):
+        return f"cannot resolve host {options['host']!r}"
+    if isinstance(failure, error.TimeoutError):
+        return f"no reply from {server} within {options['timeout']:g} seconds"
+    return f"{server}: {failure}"
+
+
+async def run(reactor: Any, options: ClientOptions) -> None:
+    """Carry out one C{caps-client} invocation; failures exit with status 1."""
+    send = capitalize_over_udp if options["udp"] else capitalize_over_tcp
+    out = sys.stdout.buffer
+
+    async def ask(data: bytes) -> bytes:
+        try:
+            reply: bytes = await send(
+                reactor, options["host"], options["port"], data, timeout=options["timeout"]
+            )
+        except (error.ConnectError, error.DNSLookupError, error.TimeoutError) as failure:
+            sys.stderr.write(f"caps-client: {_describe_failure(failure, options)}\n")
+            raise SystemExit(1) from None
+        return reply
+
+    if options["text"]:
+        out.write(await ask(os.fsencode(" ".join(options["text"]))) + b"\n")
+        return
+    interactive = sys.stdin.isatty()
+    while True:
+        if interactive:
+            out.write(PROMPT)
+            out.flush()
+        line: bytes = await deferToThread(sys.stdin.buffer.readline)
+        if not line:
+            return
+        out.write(await ask(line))
+        out.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of C{caps-client}."""
+    options = ClientOptions()
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as failure:
+        raise SystemExit(f"caps-client: {failure} (see --help)") from None
+    react(lambda reactor: ensureDeferred(run(reactor, options)))
+
+
+if __name__ == "__main__":
+    main()

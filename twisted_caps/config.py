@@ -1,0 +1,60 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The service's configuration: built once from the command line, then handed
+down unchanged.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import endpoints
+from twisted.internet.abstract import isIPv6Address
+from twisted.internet.interfaces import IStreamServerEndpoint
+
+
+@dataclass(frozen=True)
+class TcpListener:
+    """A stream listener, as a Twisted server endpoint string."""
+
+    description: str
+
+    def endpoint(self, reactor: Any) -> IStreamServerEndpoint:
+        """
+        Parse the description into an endpoint of C{reactor}.
+
+        @raise ValueError: with a one-line explanation, for an unknown type,
+            a bad argument, an unreadable file or a missing systemd socket.
+        """
+        try:
+            endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, self.description)
+        except IndexError:
+            raise ValueError(
+                "no such inherited socket (start the service through systemd socket activation)"
+            ) from None
+        except KeyError as error:
+            raise ValueError(f"no inherited socket named {error}") from None
+        except Exception as error:
+            raise ValueError(str(error)) from None
+        return endpoint
+
+
+@dataclass(frozen=True)
+class UdpListener:
+    """A UDP port on one interface ("" for every IPv4 interface)."""
+
+    interface: str
+    port: int
+
+    def __str__(self) -> str:
+        if isIPv6Address(self.interface):
+            return f"[{self.interface}]:{self.port}"
+        return f"{self.interface or '0.0.0.0'}:{self.port}"
+
+
+@dataclass(frozen=True)
+class CapsConfig:
+    """Everything the service needs to start."""
+
+    tcp: tuple[TcpListener, ...]
+    udp: tuple[UdpListener, ...]
+    once: bool = False

@@ -1,0 +1,86 @@
+# -*- test-case-name: tests.test_datagram -*-
+"""
+The UDP capitalization protocol: one reply datagram per datagram received.
+"""
+
+from dataclasses import dataclass
+
+from twisted.internet.error import MessageLengthError
+from twisted.internet.interfaces import IReactorTime, IUDPTransport
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+
+from twisted_caps.throttle import LogThrottle
+from twisted_caps.transform import capitalize
+
+#: The largest UDP payload: 65535 minus the 8-byte UDP header and the 20-byte
+#: IPv4 header (IPv6 allows 20 bytes more, but a reply must fit either).
+MAX_UDP_PAYLOAD = 65507
+
+#: Source ports below this belong to system services (echo, chargen, daytime,
+#: ...); answering them lets two services bounce datagrams forever.
+FIRST_UNPRIVILEGED_PORT = 1024
+
+
+@dataclass
+class DatagramCounters:
+    """Plain integer counts of what happened to the datagrams received."""
+
+    received: int = 0
+    answered: int = 0
+    refused_loop: int = 0
+    dropped_oversize: int = 0
+    dropped_send_error: int = 0
+
+
+class CapsDatagramProtocol(DatagramProtocol):
+    """
+    Answer each datagram with its capitalization, sent to its source.
+
+    An empty datagram gets an empty reply. No reply goes to a source port
+    below 1024 or equal to this service's own port: two echo-style services
+    answering each other would loop forever (CVE-1999-0103). A reply longer
+    than the largest UDP payload, or one the kernel refuses, is dropped,
+    counted and logged (at most once a second).
+    """
+
+    log = Logger()
+    noisy = False
+    transport: IUDPTransport
+
+    def __init__(self, clock: IReactorTime) -> None:
+        self.counters = DatagramCounters()
+        self._drop_log = LogThrottle(clock)
+        self._own_port = -1
+
+    def startProtocol(self) -> None:
+        self._own_port = self.transport.getHost().port
+
+    def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
+        counters = self.counters
+        counters.received += 1
+        port = addr[1]
+        if port < FIRST_UNPRIVILEGED_PORT or port == self._own_port:
+            counters.refused_loop += 1
+            self._drop(addr, f"source port {port} could start a reply loop")
+            return
+        reply = capitalize(datagram)
+        if len(reply) > MAX_UDP_PAYLOAD:
+            counters.dropped_oversize += 1
+            self._drop(addr, f"reply of {len(reply)} bytes exceeds the UDP maximum")
+            return
+        try:
+            self.transport.write(reply, addr)
+        except (OSError, MessageLengthError) as error:
+            counters.dropped_send_error += 1
+            self._drop(addr, f"send failed: {error}")
+            return
+        counters.answered += 1
+
+    def _drop(self, addr: tuple[str, int], reason: str) -> None:
+        self._drop_log.warn(
+            self.log,
+            "No UDP reply to {peer}: {reason} ({suppressed} similar not logged)",
+            peer=f"{addr[0]}:{addr[1]}",
+            reason=reason,
+        )

@@ -1,0 +1,117 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+The service that opens every configured listener and closes them on stop.
+"""
+
+import os
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.interfaces import IListeningPort
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from twisted_caps.config import CapsConfig
+from twisted_caps.datagram import CapsDatagramProtocol
+from twisted_caps.stream import CapsStreamFactory
+
+
+class ListenError(SystemExit, Exception):
+    """
+    A listener could not be opened; the message is the one line users see.
+
+    As a C{SystemExit}, it makes C{twistd -n} and C{twist} print the message
+    and exit with status 1, with no traceback. As an C{Exception}, it is
+    what daemonizing C{twistd} reports through its start-up pipe, so the
+    parent process prints it and exits with status 1 instead of waiting.
+    """
+
+
+class CapsService(Service):
+    """
+    Serve capitalization on every TCP and UDP listener of a L{CapsConfig}.
+
+    Listeners are opened in C{privilegedStartService}, so C{twistd --uid}
+    can bind a port below 1024 before dropping privileges; C{twist}, which
+    only calls C{startService}, gets them opened there. If any listener
+    fails, the ones already open are closed and L{ListenError} is raised.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: CapsConfig, reactor: Any) -> None:
+        """C{reactor} provides TCP, UDP and time (the global reactor, or a fake)."""
+        self.config = config
+        self.stream_factory = CapsStreamFactory(once=config.once)
+        self.datagram_protocols: list[CapsDatagramProtocol] = []
+        self.ports: list[IListeningPort] = []
+        self._reactor = reactor
+
+    def privilegedStartService(self) -> None:
+        self._listen()
+        super().privilegedStartService()
+
+    def startService(self) -> None:
+        if not self.ports:
+            self._listen()
+        super().startService()
+
+    def stopService(self) -> Deferred[Any]:
+        super().stopService()
+        ports, self.ports = self.ports, []
+        return DeferredList(
+            [maybeDeferred(port.stopListening) for port in ports],
+            consumeErrors=True,
+        )
+
+    def _listen(self) -> None:
+        try:
+            for tcp in self.config.tcp:
+                endpoint = tcp.endpoint(self._reactor)
+                port = _synchronous_result(endpoint.listen(self.stream_factory))
+                self._opened("TCP", port)
+            for udp in self.config.udp:
+                protocol = CapsDatagramProtocol(self._reactor)
+                port = self._reactor.listenUDP(udp.port, protocol, interface=udp.interface)
+                self.datagram_protocols.append(protocol)
+                self._opened("UDP", port)
+        except Exception as error:
+            for port in self.ports:
+                port.stopListening()
+            self.ports = []
+            raise ListenError(f"caps: {error}") from error
+
+    def _opened(self, kind: str, port: IListeningPort) -> None:
+        self.ports.append(port)
+        self.log.info("caps: serving {kind} on {address}", kind=kind, address=_describe(port))
+
+
+def _synchronous_result(deferred: Deferred[IListeningPort]) -> IListeningPort:
+    """
+    Return what an endpoint's C{listen} gave: Twisted's endpoints listen
+    synchronously, which lets a failure stop start-up at once.
+    """
+    results: list[IListeningPort | Failure] = []
+    deferred.addBoth(results.append)
+    if not results:
+        deferred.cancel()
+        raise RuntimeError("the endpoint did not start listening at once")
+    result = results[0]
+    if isinstance(result, Failure):
+        result.raiseException()
+    assert not isinstance(result, Failure)
+    return result
+
+
+def _describe(port: IListeningPort) -> str:
+    """Name a listening port as users write it: host:port, [v6]:port or a path."""
+    address = port.getHost()
+    if isinstance(address, IPv6Address):
+        return f"[{address.host}]:{address.port}"
+    if isinstance(address, IPv4Address):
+        return f"{address.host}:{address.port}"
+    if isinstance(address, UNIXAddress) and address.name is not None:
+        return os.fsdecode(address.name)
+    return str(address)

@@ -1,0 +1,152 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+The C{caps} command of C{twistd} and C{twist}: options in, service out.
+"""
+
+from collections.abc import Sequence
+
+from twisted.application.service import IService
+from twisted.internet import endpoints
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.python import usage
+
+from twisted_caps.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.service import CapsService
+
+DEFAULT_PORT = 1200
+
+
+class Options(usage.Options):
+    """
+    Serve capitalization over TCP and UDP: send "hello world", get back
+    "HELLO WORLD". Text is UTF-8 with Unicode's full upper-case mapping;
+    other bytes come back unchanged.
+
+    TCP answers every byte as it arrives, with no framing, until the client
+    closes; after a half-close (nc -N) the server finishes and closes.
+    UDP answers each datagram with one datagram; no reply goes to a source
+    port below 1024 or equal to the service's own port (loop protection).
+
+    Examples:
+      twistd -n caps                        TCP and UDP on port 1200
+      twistd -n caps --port 0               any free port (see the log)
+      twistd -n caps -i :: -p 1200          IPv6 and IPv4 (dual stack)
+      twistd -n caps --tcp unix:/run/caps.sock --no-udp
+      twistd -n caps --tcp tcp:1200 --tcp tcp6:1200:interface=\\:\\:1
+      twistd -n caps --tcp haproxy:tcp:1200 --udp 127.0.0.1:1200
+      twistd -n caps --tcp systemd:domain=INET:index=0
+    Errors in options or listeners print one line and exit with status 1.
+    """
+
+    synopsis = "[options]"
+    longdesc = __doc__
+
+    optParameters = [
+        ["port", "p", str(DEFAULT_PORT), "TCP and UDP port (0-65535; 0 picks a free one)."],
+        [
+            "interface",
+            "i",
+            "",
+            "IP address to listen on (default: every IPv4 address; :: for IPv6).",
+        ],
+    ]
+    optFlags = [
+        ["no-tcp", None, "Serve no TCP."],
+        ["no-udp", None, "Serve no UDP."],
+        ["once", None, "TCP: answer the first chunk received, then close (the course's server)."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["tcp"] = []
+        self["udp"] = []
+
+    def opt_tcp(self, description: str) -> None:
+        """
+        Listen on a Twisted server endpoint instead of the default TCP port
+        (repeatable): tcp:PORT, tcp6:PORT:interface=\\:\\:1, unix:PATH,
+        ssl:PORT:privateKey=KEY:certKey=CERT, systemd:domain=INET:index=0,
+        haproxy:tcp:PORT.
+        """
+        self["tcp"].append(description)
+
+    def opt_udp(self, address: str) -> None:
+        """
+        Listen for UDP on [ADDR:]PORT instead of the default (repeatable;
+        an IPv6 ADDR goes in brackets: [::1]:1200).
+        """
+        self["udp"].append(address)
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """Parse, turning any usage error into one line and exit status 1."""
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as error:
+            raise SystemExit(f"caps: {error} (see --help)") from None
+
+    def postOptions(self) -> None:
+        port = parse_port(self["port"], "--port")
+        interface = self["interface"]
+        if interface and not (isIPAddress(interface) or isIPv6Address(interface)):
+            raise usage.UsageError(f"--interface: {interface!r} is not an IP address")
+        tcp: tuple[TcpListener, ...] = ()
+        udp: tuple[UdpListener, ...] = ()
+        if not self["no-tcp"]:
+            descriptions = self["tcp"] or [default_tcp_description(interface, port)]
+            tcp = tuple(parse_tcp_listener(d) for d in descriptions)
+        if not self["no-udp"]:
+            udp = tuple(parse_udp_listener(a) for a in self["udp"]) or (
+                UdpListener(interface, port),
+            )
+        if not (tcp or udp):
+            raise usage.UsageError("--no-tcp and --no-udp leave nothing to serve")
+        self.config = CapsConfig(tcp=tcp, udp=udp, once=self["once"])
+
+
+def parse_port(text: str, option: str) -> int:
+    """Return C{text} as a port number, or raise a one-line usage error."""
+    if not text.isdigit() or int(text) > 65535:
+        raise usage.UsageError(f"{option}: {text!r} is not a port number (0-65535)")
+    return int(text)
+
+
+def default_tcp_description(interface: str, port: int) -> str:
+    """The endpoint string of the default TCP listener."""
+    if isIPv6Address(interface):
+        quoted = endpoints.quoteStringArgument(interface)
+        return f"tcp6:{port}:interface={quoted}"
+    return f"tcp:{port}:interface={interface or '0.0.0.0'}"
+
+
+def parse_tcp_listener(description: str) -> TcpListener:
+    """Check a server endpoint string; any problem is one usage error line."""
+    from twisted.internet import reactor
+
+    listener = TcpListener(description)
+    try:
+        listener.endpoint(reactor)
+    except ValueError as error:
+        raise usage.UsageError(f"--tcp {description}: {error}") from None
+    return listener
+
+
+def parse_udp_listener(address: str) -> UdpListener:
+    """Parse C{[ADDR:]PORT} (C{[V6ADDR]:PORT} for IPv6) into a listener."""
+    interface, _, port = address.rpartition(":")
+    if interface.startswith("[") and interface.endswith("]"):
+        interface = interface[1:-1]
+        valid = isIPv6Address(interface)
+    else:
+        valid = interface == "" or isIPAddress(interface)
+    if not valid:
+        raise usage.UsageError(
+            f"--udp {address}: expected [ADDR:]PORT with an IP address ([::1]:1200 for IPv6)"
+        )
+    return UdpListener(interface, parse_port(port, f"--udp {address}"))
+
+
+def makeService(options: Options) -> IService:
+    """Build the capitalization service from parsed options."""
+    from twisted.internet import reactor
+
+    return CapsService(options.config, reactor)
