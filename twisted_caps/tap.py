@@ -27,6 +27,13 @@ class Options(usage.Options):
     UDP answers each datagram with one datagram; no reply goes to a source
     port below 1024 or equal to the service's own port (loop protection).
 
+    Limits protect a public deployment; the defaults admit a class behind
+    one NAT address and a load test of hundreds of clients from one host.
+    Each refusal is counted and logged at most once a second.
+
+    On SIGTERM or SIGINT the service stops accepting, lets each connection
+    write what is queued for up to --shutdown-timeout seconds, then closes.
+
     Examples:
       twistd -n caps                        TCP and UDP on port 1200
       twistd -n caps --port 0               any free port (see the log)
@@ -43,12 +50,12 @@ class Options(usage.Options):
 
     optParameters = [
         ["port", "p", str(DEFAULT_PORT), "TCP and UDP port (0-65535; 0 picks a free one)."],
-        [
-            "interface",
-            "i",
-            "",
-            "IP address to listen on (default: every IPv4 address; :: for IPv6).",
-        ],
+        ["interface", "i", "", "IP address (default: every IPv4 address; :: for IPv6)."],
+        ["max-connections", None, "20000", "Open TCP connections in all (0: no limit)."],
+        ["max-per-peer", None, "1000", "Open TCP connections per client address (0: no limit)."],
+        ["idle-timeout", None, "300", "Close a TCP client silent this many seconds (0: never)."],
+        ["udp-rate", None, "5000", "UDP replies a second per source address (0: no limit)."],
+        ["shutdown-timeout", None, "5", "Seconds to write queued replies on shutdown."],
     ]
     optFlags = [
         ["no-tcp", None, "Serve no TCP."],
@@ -100,7 +107,16 @@ class Options(usage.Options):
             )
         if not (tcp or udp):
             raise usage.UsageError("--no-tcp and --no-udp leave nothing to serve")
-        self.config = CapsConfig(tcp=tcp, udp=udp, once=self["once"])
+        self.config = CapsConfig(
+            tcp=tcp,
+            udp=udp,
+            once=self["once"],
+            max_connections=parse_count(self["max-connections"], "--max-connections"),
+            max_per_peer=parse_count(self["max-per-peer"], "--max-per-peer"),
+            idle_timeout=parse_seconds(self["idle-timeout"], "--idle-timeout"),
+            udp_rate=parse_count(self["udp-rate"], "--udp-rate"),
+            shutdown_timeout=parse_seconds(self["shutdown-timeout"], "--shutdown-timeout"),
+        )
 
 
 def parse_port(text: str, option: str) -> int:
@@ -108,6 +124,24 @@ def parse_port(text: str, option: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise usage.UsageError(f"{option}: {text!r} is not a port number (0-65535)")
     return int(text)
+
+
+def parse_count(text: str, option: str) -> int:
+    """Return C{text} as a whole number >= 0, or raise a one-line usage error."""
+    if not text.isdigit():
+        raise usage.UsageError(f"{option}: {text!r} is not a whole number (0 for no limit)")
+    return int(text)
+
+
+def parse_seconds(text: str, option: str) -> float:
+    """Return C{text} as seconds >= 0, or raise a one-line usage error."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise usage.UsageError(f"{option}: {text!r} is not a number of seconds (0 or more)")
+    return seconds
 
 
 def default_tcp_description(interface: str, port: int) -> str:
