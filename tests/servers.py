@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 
 from twisted.internet import reactor
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options
@@ -33,7 +33,7 @@ def require_program(name: str) -> str:
     return path
 
 
-def start_in_reactor(case: TestCase, *argv: str) -> CapsService:
+def start_in_reactor(case: SynchronousTestCase, *argv: str) -> CapsService:
     """Start a service on loopback in the test's reactor; stop it at cleanup."""
     options = Options()
     options.parseOptions(["-i", "127.0.0.1", "-p", "0", *argv])
@@ -72,6 +72,13 @@ class Daemon:
                 self.process.wait()
 
 
+def ready_within(fd: int, events: int, timeout: float) -> bool:
+    """Wait up to C{timeout} seconds for C{events} on C{fd} (poll has no FD_SETSIZE cap)."""
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(timeout * 1000))
+
+
 def read_until(process: subprocess.Popen[bytes], pattern: bytes, timeout: float = 30) -> bytes:
     """Read the process's output until C{pattern} appears, EOF, or timeout."""
     assert process.stdout is not None
@@ -81,8 +88,7 @@ def read_until(process: subprocess.Popen[bytes], pattern: bytes, timeout: float 
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        ready, _, _ = select.select([process.stdout], [], [], remaining)
-        if not ready:
+        if not ready_within(process.stdout.fileno(), select.POLLIN, remaining):
             break
         chunk = os.read(process.stdout.fileno(), 65536)
         if not chunk:
@@ -92,7 +98,7 @@ def read_until(process: subprocess.Popen[bytes], pattern: bytes, timeout: float 
 
 
 def start_process(
-    case: TestCase, command: list[str], expect: tuple[str, ...] = ("TCP", "UDP")
+    case: SynchronousTestCase, command: list[str], expect: tuple[str, ...] = ("TCP", "UDP")
 ) -> Daemon:
     """
     Start a server command (twistd -n or twist) that logs to stdout; wait

@@ -27,14 +27,14 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults_serve_tcp_and_udp_on_1200_on_every_ipv4_address(self) -> None:
         config = parse().config
         [tcp] = config.tcp
-        self.assertEqual(tcp.description, "tcp:1200:interface=0.0.0.0")
+        self.assertEqual(tcp.description, "tcp:1200:interface=0.0.0.0:backlog=1024")
         self.assertIsInstance(tcp.endpoint(reactor), TCP4ServerEndpoint)
         self.assertEqual(config.udp, (UdpListener("", 1200),))
         self.assertFalse(config.once)
 
     def test_port_and_interface_apply_to_both(self) -> None:
         config = parse("-p", "4000", "-i", "127.0.0.1").config
-        self.assertEqual(config.tcp[0].description, "tcp:4000:interface=127.0.0.1")
+        self.assertEqual(config.tcp[0].description, "tcp:4000:interface=127.0.0.1:backlog=1024")
         self.assertEqual(config.udp, (UdpListener("127.0.0.1", 4000),))
 
     def test_ipv6_interface_uses_a_tcp6_endpoint(self) -> None:

@@ -49,6 +49,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self.peer: str | None = None
         self._admitted = False
         self._abort_call: IDelayedCall | None = None
+        self._discarding = False
         self._capitalizer = StreamCapitalizer()
 
     def connectionMade(self) -> None:
@@ -63,6 +64,8 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self.setTimeout(self.factory.idle_timeout or None)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._discarding:
+            return
         self.resetTimeout()
         if self.factory.once:
             self.transport.write(capitalize(data))
@@ -74,14 +77,22 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
 
     def readConnectionLost(self) -> None:
         """The client sent its last byte: flush, answer, then close."""
+        if self._discarding:
+            self.transport.loseConnection()
+            return
         tail = self._capitalizer.flush()
         if tail:
             self.transport.write(tail)
         self.close()
 
     def writeConnectionLost(self) -> None:
-        """Replies can no longer be delivered, so stop reading too."""
-        self.close()
+        """
+        Replies can no longer be delivered, so stop reading too; unless this
+        is the half-close of L{close}, which drains input until the client
+        closes.
+        """
+        if not self._discarding:
+            self.close()
 
     def timeoutConnection(self) -> None:
         self.factory.idle_timeouts += 1
@@ -89,14 +100,25 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
 
     def close(self, grace: float = 0.0) -> None:
         """
-        Write what is queued, then close; with C{grace}, abort if the client
-        has not taken it all after that many seconds.
+        Write what is queued, then close.
+
+        With C{grace} (shutdown, idle timeout), the client may still be
+        sending: closing a socket with unread input makes the kernel send a
+        reset, which destroys replies the client has not read yet. So this
+        half-closes instead (FIN after the queued replies), reads and drops
+        input until the client closes, and aborts after C{grace} seconds.
         """
         self.setTimeout(None)
         # A transport with a paused producer registered never closes, so
         # unregister it before asking for the close.
         IConsumer(self.transport).unregisterProducer()
-        self.transport.loseConnection()
+        lose_write_connection = getattr(self.transport, "loseWriteConnection", None)
+        if not grace or lose_write_connection is None:
+            self.transport.loseConnection()
+        elif not self._discarding:
+            self._discarding = True
+            lose_write_connection()
+            IPushProducer(self.transport).resumeProducing()
         if grace and self._abort_call is None:
             self._abort_call = self.callLater(grace, self.transport.abortConnection)  # type: ignore[attr-defined]
 

@@ -14,6 +14,9 @@ from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.service import CapsService
 
 DEFAULT_PORT = 1200
+#: Pending connections the kernel may queue: Twisted's default of 50 drops
+#: SYNs when hundreds of clients connect at once (they retry after a second).
+BACKLOG = 1024
 
 
 class Options(usage.Options):
@@ -148,8 +151,8 @@ def default_tcp_description(interface: str, port: int) -> str:
     """The endpoint string of the default TCP listener."""
     if isIPv6Address(interface):
         quoted = endpoints.quoteStringArgument(interface)
-        return f"tcp6:{port}:interface={quoted}"
-    return f"tcp:{port}:interface={interface or '0.0.0.0'}"
+        return f"tcp6:{port}:interface={quoted}:backlog={BACKLOG}"
+    return f"tcp:{port}:interface={interface or '0.0.0.0'}:backlog={BACKLOG}"
 
 
 def parse_tcp_listener(description: str) -> TcpListener:
