@@ -53,19 +53,25 @@ def port_of(service: CapsService, kind: str) -> int:
 
 @dataclass
 class Daemon:
-    """A caps server running as a process, with the ports it logged."""
+    """A caps server running as a process, logging to a file, with its ports."""
 
     process: subprocess.Popen[bytes]
-    tcp_port: int | None
-    udp_port: int | None
-    output: bytes
+    log_path: str
+    tcp_port: int | None = None
+    udp_port: int | None = None
+
+    @property
+    def output(self) -> bytes:
+        """Everything the process has written to stdout and stderr so far."""
+        with open(self.log_path, "rb") as log:
+            return log.read()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal the process and wait for it; return its exit status."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout=15)
+            return self.process.wait(timeout=30)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
@@ -79,48 +85,29 @@ def ready_within(fd: int, events: int, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000))
 
 
-def read_until(process: subprocess.Popen[bytes], pattern: bytes, timeout: float = 30) -> bytes:
-    """Read the process's output until C{pattern} appears, EOF, or timeout."""
-    assert process.stdout is not None
-    output = b""
-    deadline = time.monotonic() + timeout
-    while pattern not in output:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        if not ready_within(process.stdout.fileno(), select.POLLIN, remaining):
-            break
-        chunk = os.read(process.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        output += chunk
-    return output
-
-
 def start_process(
     case: SynchronousTestCase, command: list[str], expect: tuple[str, ...] = ("TCP", "UDP")
 ) -> Daemon:
     """
-    Start a server command (twistd -n or twist) that logs to stdout; wait
+    Start a server command (twistd -n or twist) whose output goes to a file
+    (a pipe nobody reads would fill and stall the server's logging); wait
     for its "serving" lines and stop it (SIGTERM, then SIGKILL) at cleanup.
     """
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
-    ports: dict[str, int] = {}
-    output = b""
-    while set(expect) - set(ports):
-        chunk = read_until(process, b"serving " + expect[-1].encode(), timeout=30)
-        if not chunk:
-            break
-        output += chunk
-        for match in SERVING.finditer(output):
-            ports.setdefault(match.group(1).decode(), int(match.group(4)))
-    daemon = Daemon(process, ports.get("TCP"), ports.get("UDP"), output)
+    log_path = os.path.abspath(case.mktemp())
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    daemon = Daemon(process, log_path)
     case.addCleanup(daemon.stop)
+    ports: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    while set(expect) - set(ports) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        for match in SERVING.finditer(daemon.output):
+            ports.setdefault(match.group(1).decode(), int(match.group(4)))
     if set(expect) - set(ports):
         daemon.stop(signal.SIGKILL)
-        case.fail(f"{command} did not start: {output.decode(errors='replace')}")
+        case.fail(f"{command} did not start: {daemon.output.decode(errors='replace')}")
+    daemon.tcp_port, daemon.udp_port = ports.get("TCP"), ports.get("UDP")
     return daemon
 
 

@@ -42,9 +42,14 @@ class CapsStreamProtocolTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_transport_is_the_producer_of_its_own_writes(self) -> None:
-        _, transport = connect()
-        self.assertIs(transport.producer, transport)
+        protocol, transport = connect()
         self.assertTrue(transport.streaming)
+        assert transport.producer is not None
+        transport.producer.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(protocol.factory.pauses, 1)
+        transport.producer.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
 
     def test_close_unregisters_the_producer(self) -> None:
         protocol, transport = connect()

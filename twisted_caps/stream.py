@@ -9,6 +9,7 @@ from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
@@ -27,6 +28,13 @@ from zope.interface import implementer
 from twisted_caps.limits import ConnectionLimits
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
+
+#: Why a connection closed, as its close log line says.
+CLIENT_CLOSED = "client closed"
+IDLE_TIMEOUT = "idle timeout"
+SHUTDOWN = "shutdown"
+ANSWERED_ONCE = "answered once"
+ERROR = "error"
 
 
 @implementer(IHalfCloseableProtocol)
@@ -51,6 +59,10 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self._abort_call: IDelayedCall | None = None
         self._discarding = False
         self._capitalizer = StreamCapitalizer()
+        self.opened_at = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.close_reason: str | None = None
 
     def connectionMade(self) -> None:
         # The peer is read here, not in buildProtocol: behind a haproxy:
@@ -60,20 +72,30 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             self.transport.loseConnection()
             return
         self._admitted = True
-        IConsumer(self.transport).registerProducer(IPushProducer(self.transport), True)
+        self.opened_at = self.factory.clock.seconds()
+        producer = _CountedPauses(IPushProducer(self.transport), self.factory)
+        IConsumer(self.transport).registerProducer(producer, True)
         self.setTimeout(self.factory.idle_timeout or None)
 
     def dataReceived(self, data: bytes) -> None:
         if self._discarding:
             return
         self.resetTimeout()
-        if self.factory.once:
-            self.transport.write(capitalize(data))
-            self.close()
+        factory = self.factory
+        self.bytes_in += len(data)
+        factory.bytes_received += len(data)
+        if factory.once:
+            self._send(capitalize(data))
+            self.close(reason=ANSWERED_ONCE)
             return
         reply = self._capitalizer.feed(data)
         if reply:
-            self.transport.write(reply)
+            self._send(reply)
+
+    def _send(self, reply: bytes) -> None:
+        self.bytes_out += len(reply)
+        self.factory.bytes_sent += len(reply)
+        self.transport.write(reply)
 
     def readConnectionLost(self) -> None:
         """The client sent its last byte: flush, answer, then close."""
@@ -82,7 +104,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             return
         tail = self._capitalizer.flush()
         if tail:
-            self.transport.write(tail)
+            self._send(tail)
         self.close()
 
     def writeConnectionLost(self) -> None:
@@ -96,9 +118,9 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         self.factory.idle_timeouts += 1
-        self.close(grace=self.factory.shutdown_timeout)
+        self.close(grace=self.factory.shutdown_timeout, reason=IDLE_TIMEOUT)
 
-    def close(self, grace: float = 0.0) -> None:
+    def close(self, grace: float = 0.0, reason: str = CLIENT_CLOSED) -> None:
         """
         Write what is queued, then close.
 
@@ -109,6 +131,8 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         input until the client closes, and aborts after C{grace} seconds.
         """
         self.setTimeout(None)
+        if self.close_reason is None:
+            self.close_reason = reason
         # A transport with a paused producer registered never closes, so
         # unregister it before asking for the close.
         IConsumer(self.transport).unregisterProducer()
@@ -128,7 +152,30 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             self._abort_call.cancel()
         if self._admitted:
             self._admitted = False
+            if self.close_reason is None:
+                self.close_reason = CLIENT_CLOSED if reason.check(ConnectionDone) else ERROR
             self.factory.release(self)
+
+
+@implementer(IPushProducer)
+class _CountedPauses:
+    """The transport as producer of its own writes, counting backpressure pauses."""
+
+    __slots__ = ("_factory", "_transport")
+
+    def __init__(self, transport: IPushProducer, factory: "CapsStreamFactory") -> None:
+        self._transport = transport
+        self._factory = factory
+
+    def pauseProducing(self) -> None:
+        self._factory.pauses += 1
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._transport.stopProducing()
 
 
 class CapsStreamFactory(Factory):
@@ -163,6 +210,9 @@ class CapsStreamFactory(Factory):
         self.accepted = 0
         self.refused: dict[str, int] = {}
         self.idle_timeouts = 0
+        self.pauses = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
         self._refusal_log = LogThrottle(clock)
         self._drained: Deferred[None] | None = None
 
@@ -187,7 +237,16 @@ class CapsStreamFactory(Factory):
         return True
 
     def release(self, protocol: CapsStreamProtocol) -> None:
-        """Forget a closed connection that L{admit} let in."""
+        """Forget a closed connection that L{admit} let in, and log its close."""
+        self.log.info(
+            "caps: {peer} closed after {duration:.3f}s,"
+            " {bytes_in} bytes in, {bytes_out} bytes out: {reason}",
+            peer=protocol.peer or "local",
+            duration=self.clock.seconds() - protocol.opened_at,
+            bytes_in=protocol.bytes_in,
+            bytes_out=protocol.bytes_out,
+            reason=protocol.close_reason,
+        )
         self.connections.discard(protocol)
         self.limits.release(protocol.peer)
         if not self.connections and self._drained is not None:
@@ -203,7 +262,7 @@ class CapsStreamFactory(Factory):
             return succeed(None)
         self._drained = Deferred()
         for protocol in list(self.connections):
-            protocol.close(grace=self.shutdown_timeout)
+            protocol.close(grace=self.shutdown_timeout, reason=SHUTDOWN)
         return self._drained
 
 
