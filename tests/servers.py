@@ -1,5 +1,6 @@
 """Start caps servers for tests: in this process's reactor, or as twistd."""
 
+import json
 import os
 import re
 import select
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
@@ -78,6 +80,23 @@ class Daemon:
                 self.process.wait()
 
 
+def json_events(output: bytes) -> list[dict[str, Any]]:
+    """Every line of C{output} as a JSON object (RS-separated records too)."""
+    lines = output.replace(b"\x1e", b"\n").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def logged_ports(output: bytes) -> dict[str, int]:
+    """The ports a server logged it serves, from text or JSON log lines."""
+    if output.lstrip().startswith((b"{", b"\x1e")):
+        return {
+            event["kind"]: int(event["address"].rsplit(":", 1)[1])
+            for event in json_events(output.rpartition(b"\n")[0])
+            if event.get("log_format", "").startswith("caps: serving")
+        }
+    return {match.group(1).decode(): int(match.group(4)) for match in SERVING.finditer(output)}
+
+
 def ready_within(fd: int, events: int, timeout: float) -> bool:
     """Wait up to C{timeout} seconds for C{events} on C{fd} (poll has no FD_SETSIZE cap)."""
     poller = select.poll()
@@ -102,8 +121,7 @@ def start_process(
     deadline = time.monotonic() + 30
     while set(expect) - set(ports) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
-        for match in SERVING.finditer(daemon.output):
-            ports.setdefault(match.group(1).decode(), int(match.group(4)))
+        ports.update(logged_ports(daemon.output))
     if set(expect) - set(ports):
         daemon.stop(signal.SIGKILL)
         case.fail(f"{command} did not start: {daemon.output.decode(errors='replace')}")

@@ -63,3 +63,4 @@ class CapsConfig:
     idle_timeout: float = 0
     udp_rate: int = 0
     shutdown_timeout: float = 5.0
+    metrics: TcpListener | None = None

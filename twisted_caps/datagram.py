@@ -28,6 +28,8 @@ class DatagramCounters:
     """Plain integer counts of what happened to the datagrams received."""
 
     received: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
     answered: int = 0
     refused_loop: int = 0
     dropped_rate_limit: int = 0
@@ -64,6 +66,7 @@ class CapsDatagramProtocol(DatagramProtocol):
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         counters = self.counters
         counters.received += 1
+        counters.bytes_received += len(datagram)
         port = addr[1]
         if port < FIRST_UNPRIVILEGED_PORT or port == self._own_port:
             counters.refused_loop += 1
@@ -85,6 +88,7 @@ class CapsDatagramProtocol(DatagramProtocol):
             self._drop(addr, "send-error", f"send failed: {error}")
             return
         counters.answered += 1
+        counters.bytes_sent += len(reply)
 
     def _drop(self, addr: tuple[str, int], kind: str, reason: str) -> None:
         throttle = self._drop_logs.get(kind)

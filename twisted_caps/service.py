@@ -16,6 +16,7 @@ from twisted.python.failure import Failure
 from twisted_caps.config import CapsConfig
 from twisted_caps.datagram import CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
+from twisted_caps.metrics import metrics_site
 from twisted_caps.rlimits import raise_open_files_limit
 from twisted_caps.stream import CapsStreamFactory
 
@@ -58,6 +59,7 @@ class CapsService(Service):
         )
         self.datagram_protocols: list[CapsDatagramProtocol] = []
         self.ports: list[IListeningPort] = []
+        self.metrics_port: IListeningPort | None = None
         self._reactor = reactor
 
     def privilegedStartService(self) -> None:
@@ -84,6 +86,11 @@ class CapsService(Service):
                 endpoint = tcp.endpoint(self._reactor)
                 port = _synchronous_result(endpoint.listen(self.stream_factory))
                 self._opened("TCP", port)
+            if self.config.metrics is not None:
+                site = metrics_site(self.stream_factory, lambda: tuple(self.datagram_protocols))
+                endpoint = self.config.metrics.endpoint(self._reactor)
+                self.metrics_port = _synchronous_result(endpoint.listen(site))
+                self._opened("metrics", self.metrics_port)
             for udp in self.config.udp:
                 protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
                 port = self._reactor.listenUDP(udp.port, protocol, interface=udp.interface)

@@ -25,7 +25,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_caps.limits import ConnectionLimits
+from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
 
@@ -213,7 +213,9 @@ class CapsStreamFactory(Factory):
         self.pauses = 0
         self.bytes_received = 0
         self.bytes_sent = 0
-        self._refusal_log = LogThrottle(clock)
+        self._refusal_logs = {
+            limit: LogThrottle(clock) for limit in (MAX_CONNECTIONS, MAX_PER_PEER)
+        }
         self._drained: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> CapsStreamProtocol:
@@ -224,7 +226,7 @@ class CapsStreamFactory(Factory):
         refusal = self.limits.admit(protocol.peer)
         if refusal is not None:
             self.refused[refusal] = self.refused.get(refusal, 0) + 1
-            self._refusal_log.warn(
+            self._refusal_logs[refusal].warn(
                 self.log,
                 "caps: refused a connection from {peer}: {limit} reached"
                 " ({suppressed} more refusals not logged)",

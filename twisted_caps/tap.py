@@ -45,6 +45,7 @@ class Options(usage.Options):
       twistd -n caps --tcp tcp:1200 --tcp tcp6:1200:interface=\\:\\:1
       twistd -n caps --tcp haproxy:tcp:1200 --udp 127.0.0.1:1200
       twistd -n caps --tcp systemd:domain=INET:index=0
+      twistd -n caps --metrics tcp:9100:interface=127.0.0.1
     Errors in options or listeners print one line and exit with status 1.
     """
 
@@ -59,6 +60,7 @@ class Options(usage.Options):
         ["idle-timeout", None, "300", "Close a TCP client silent this many seconds (0: never)."],
         ["udp-rate", None, "5000", "UDP replies a second per source address (0: no limit)."],
         ["shutdown-timeout", None, "5", "Seconds to write queued replies on shutdown."],
+        ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint (off)."],
     ]
     optFlags = [
         ["no-tcp", None, "Serve no TCP."],
@@ -103,7 +105,7 @@ class Options(usage.Options):
         udp: tuple[UdpListener, ...] = ()
         if not self["no-tcp"]:
             descriptions = self["tcp"] or [default_tcp_description(interface, port)]
-            tcp = tuple(parse_tcp_listener(d) for d in descriptions)
+            tcp = tuple(parse_tcp_listener(d, "--tcp") for d in descriptions)
         if not self["no-udp"]:
             udp = tuple(parse_udp_listener(a) for a in self["udp"]) or (
                 UdpListener(interface, port),
@@ -119,6 +121,7 @@ class Options(usage.Options):
             idle_timeout=parse_seconds(self["idle-timeout"], "--idle-timeout"),
             udp_rate=parse_count(self["udp-rate"], "--udp-rate"),
             shutdown_timeout=parse_seconds(self["shutdown-timeout"], "--shutdown-timeout"),
+            metrics=parse_tcp_listener(self["metrics"], "--metrics") if self["metrics"] else None,
         )
 
 
@@ -155,7 +158,7 @@ def default_tcp_description(interface: str, port: int) -> str:
     return f"tcp:{port}:interface={interface or '0.0.0.0'}:backlog={BACKLOG}"
 
 
-def parse_tcp_listener(description: str) -> TcpListener:
+def parse_tcp_listener(description: str, option: str) -> TcpListener:
     """Check a server endpoint string; any problem is one usage error line."""
     from twisted.internet import reactor
 
@@ -163,7 +166,7 @@ def parse_tcp_listener(description: str) -> TcpListener:
     try:
         listener.endpoint(reactor)
     except ValueError as error:
-        raise usage.UsageError(f"--tcp {description}: {error}") from None
+        raise usage.UsageError(f"{option} {description}: {error}") from None
     return listener
 
 
