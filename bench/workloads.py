@@ -57,13 +57,25 @@ def workloads(idle_connections: int) -> tuple[Workload, ...]:
 def run(
     workload: Workload, server: RunningServer, build: Path, seconds: float, core: int | None
 ) -> dict[str, float]:
-    """Drive C{server} with C{workload}; return the load generator's counts."""
+    """Drive C{server} with C{workload}; return the counts measured."""
     if workload.mode == "idle":
         return idle_memory(server, workload.count)
+    return run_loadgen(workload, server, build, seconds, core, capitalize(workload.payload))
+
+
+def run_loadgen(
+    workload: Workload,
+    server: RunningServer,
+    build: Path,
+    seconds: float,
+    core: int | None,
+    expected: bytes,
+) -> dict[str, float]:
+    """Run the load generator, which compares every reply with C{expected}."""
     request = build / f"{workload.name}.request"
     expect = build / f"{workload.name}.expect"
     request.write_bytes(workload.payload)
-    expect.write_bytes(capitalize(workload.payload))
+    expect.write_bytes(expected)
     port = server.udp_port if workload.mode == "udp" else server.tcp_port
     window = [] if workload.mode == "churn" else [str(workload.window)]
     command = [str(build / "loadgen"), workload.mode, str(port), str(workload.count)]
