@@ -25,14 +25,22 @@ def _latency(counts: dict[str, float]) -> str:
     return f"{counts['p50_us']:.0f} / {counts['p99_us']:.0f}"
 
 
+def _busy(counts: dict[str, float]) -> str:
+    return f"{counts['server_busy']:.0%} / {counts['load_busy']:.0%}"
+
+
 ROWS = (
     Row("req/resp 1 conn, msg/s", "rr1", lambda c: c["rate"]),
     Row("  p50 / p99 latency, µs", "rr1", _latency, ratio=False),
     Row("req/resp 100 conns, msg/s", "rr100", lambda c: c["rate"]),
     Row("  p50 / p99 latency, µs", "rr100", _latency, ratio=False),
+    Row("  CPU busy: server / load gen", "rr100", _busy, ratio=False),
     Row("bulk 10 conns, MB/s", "bulk", lambda c: c["mb_per_s"]),
+    Row("  CPU busy: server / load gen", "bulk", _busy, ratio=False),
     Row("churn, conn/s", "churn", lambda c: c["rate"]),
+    Row("  CPU busy: server / load gen", "churn", _busy, ratio=False),
     Row("UDP, datagrams/s", "udp", lambda c: c["rate"]),
+    Row("  CPU busy: server / load gen", "udp", _busy, ratio=False),
     Row("RSS per idle conn, KiB", "idle", lambda c: c["kib_per_conn"], ratio=False),
 )
 

@@ -132,20 +132,36 @@ def start(spec: ServerSpec, command: list[str], core: int | None) -> RunningServ
     raise RuntimeError(f"{spec.title} did not start: {log.read_text(errors='replace')}")
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in KiB."""
-    total = 0
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (C{--workers} servers have several)."""
+    found: list[int] = []
     pending = [pid]
     while pending:
         current = pending.pop()
         try:
-            status = Path(f"/proc/{current}/status").read_text()
             for task in os.listdir(f"/proc/{current}/task"):
                 children = Path(f"/proc/{current}/task/{task}/children").read_text()
                 pending.extend(int(child) for child in children.split())
         except FileNotFoundError:
             continue
-        for line in status.splitlines():
+        found.append(current)
+    return found
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in KiB."""
+    total = 0
+    for member in process_tree(pid):
+        for line in Path(f"/proc/{member}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time used so far by a process and its descendants."""
+    ticks = 0
+    for member in process_tree(pid):
+        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

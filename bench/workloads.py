@@ -8,19 +8,21 @@ here with the reference transform, so the generator checks every byte.
 """
 
 import json
+import resource
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.servers import RunningServer, pinned, tree_rss_kib
+from bench.servers import RunningServer, pinned, tree_cpu_seconds, tree_rss_kib
 from twisted_caps.transform import capitalize
 
 #: A 64-byte request, the size of a short line of text.
 MESSAGE = b"hello world, the quick brown fox jumps over the lazy dog 0123456\n"
 #: One 64 KiB write of the bulk stream.
 BULK = (b"the quick brown fox jumps over the lazy dog. " * 1500)[:65536]
+CPU_FIELDS = ("ru_utime", "ru_stime")
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,20 @@ def run_loadgen(
     window = [] if workload.mode == "churn" else [str(workload.window)]
     command = [str(build / "loadgen"), workload.mode, str(port), str(workload.count)]
     command += [*window, str(seconds), str(request), str(expect)]
+    server_before = tree_cpu_seconds(server.process.pid)
+    load_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     finished = subprocess.run(
         pinned(command, core), capture_output=True, check=True, timeout=seconds + 30
     )
+    load_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     counts: dict[str, float] = json.loads(finished.stdout)
+    # Busy fractions show which side was the bottleneck: a load generator
+    # well under 1.0 while the server is near 1.0 means the server was.
+    load_cpu = sum(getattr(load_after, f) - getattr(load_before, f) for f in CPU_FIELDS)
+    counts["load_busy"] = load_cpu / counts["seconds"]
+    counts["server_busy"] = (tree_cpu_seconds(server.process.pid) - server_before) / counts[
+        "seconds"
+    ]
     counts["rate"] = counts["ops"] / counts["seconds"]
     counts["mb_per_s"] = counts["bytes"] / counts["seconds"] / 1e6
     return counts
