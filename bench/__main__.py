@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from bench import netns, report, servers, workloads
+from bench import interleave, netns, report, servers
 
 SERVER_CORE, LOAD_CORE = 0, 1
 
@@ -75,17 +75,16 @@ def main(argv: list[str]) -> int:
     cores = (SERVER_CORE, LOAD_CORE) if len(os.sched_getaffinity(0)) >= 2 else None
     if cores:
         os.sched_setaffinity(0, {LOAD_CORE})
-    seconds = 0.5 if args.quick else 3.0
-    chosen = args.servers.split(",")
+    seconds, rounds = (0.5, 1) if args.quick else (1.0, 3)
+    chosen = [spec for spec in servers.SERVERS if spec.name in args.servers.split(",")]
     results: dict[str, Any] = {"machine": machine(cores, netns.inside()), "quick": args.quick}
-    results["seconds_per_workload"] = seconds
-    results["servers"] = {}
+    results["seconds_per_round"] = seconds
+    results["rounds"] = rounds
     with tempfile.TemporaryDirectory(prefix="bench-") as build_dir:
         build = Path(build_dir)
         servers.compile_programs(build)
-        for spec in servers.SERVERS:
-            if spec.name in chosen:
-                results["servers"][spec.name] = measure(spec, build, seconds, args.quick, cores)
+        idle = 300 if args.quick else 5000
+        results["servers"] = interleave.run_all(chosen, build, seconds, rounds, idle, cores)
     print(report.tables(results))
     print()
     print(report.correctness(results))
@@ -97,32 +96,6 @@ def main(argv: list[str]) -> int:
         for c in s.get("workloads", {}).values()
     )
     return 1 if wrong else 0
-
-
-def measure(
-    spec: servers.ServerSpec,
-    build: Path,
-    seconds: float,
-    quick: bool,
-    cores: tuple[int, int] | None,
-) -> dict[str, Any]:
-    """Start one server, run every workload against it, stop it."""
-    command = spec.command(build)
-    if isinstance(command, str):
-        print(f"bench: skipping {spec.title}: {command}", file=sys.stderr)
-        return {"title": spec.title, "skipped": command}
-    server = servers.start(spec, command, cores[0] if cores else None)
-    counts = {}
-    try:
-        for workload in workloads.workloads(300 if quick else 5000):
-            print(f"bench: {spec.title}: {workload.title}", file=sys.stderr)
-            counts[workload.name] = workloads.run(
-                workload, server, build, seconds, cores[1] if cores else None
-            )
-    finally:
-        server.stop()
-        server.log.unlink()
-    return {"title": spec.title, "workloads": counts}
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def correctness(results: Results) -> str:
         if "skipped" in server:
             continue
         counts = server["workloads"].values()
-        checked = sum(int(c["ops"]) for c in counts)
+        checked = sum(int(c.get("checked", c["ops"])) for c in counts)
         bad = sum(int(c["bad"]) for c in counts)
         errors = sum(int(c["errors"]) for c in counts)
         lost = sum(int(c["lost"]) for c in counts)
