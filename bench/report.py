@@ -29,18 +29,27 @@ def _busy(counts: dict[str, float]) -> str:
     return f"{counts['server_busy']:.0%} / {counts['load_busy']:.0%}"
 
 
+def _per_cpu(key: str) -> Callable[[dict[str, float]], float]:
+    """The figure per second of server CPU: what a core to itself would give."""
+    return lambda counts: counts[key] / counts["server_busy"] if counts["server_busy"] else 0.0
+
+
 ROWS = (
     Row("req/resp 1 conn, msg/s", "rr1", lambda c: c["rate"]),
     Row("  p50 / p99 latency, µs", "rr1", _latency, ratio=False),
     Row("req/resp 100 conns, msg/s", "rr100", lambda c: c["rate"]),
     Row("  p50 / p99 latency, µs", "rr100", _latency, ratio=False),
     Row("  CPU busy: server / load gen", "rr100", _busy, ratio=False),
+    Row("  per server CPU-second", "rr100", _per_cpu("rate")),
     Row("bulk 10 conns, MB/s", "bulk", lambda c: c["mb_per_s"]),
     Row("  CPU busy: server / load gen", "bulk", _busy, ratio=False),
+    Row("  per server CPU-second", "bulk", _per_cpu("mb_per_s")),
     Row("churn, conn/s", "churn", lambda c: c["rate"]),
     Row("  CPU busy: server / load gen", "churn", _busy, ratio=False),
+    Row("  per server CPU-second", "churn", _per_cpu("rate")),
     Row("UDP, datagrams/s", "udp", lambda c: c["rate"]),
     Row("  CPU busy: server / load gen", "udp", _busy, ratio=False),
+    Row("  per server CPU-second", "udp", _per_cpu("rate")),
     Row("RSS per idle conn, KiB", "idle", lambda c: c["kib_per_conn"], ratio=False),
 )
 
