@@ -48,7 +48,8 @@ struct conn {
     int want_out;
     uint64_t last_ns;     /* udp: when the socket last heard a reply */
     uint64_t *started;    /* ring of start times, one per request in flight */
-    long head;
+    long ring_size, head;
+    long answered;        /* whole replies received on this connection */
 };
 
 static uint64_t now_ns(void)
@@ -145,8 +146,9 @@ static int check(struct conn *c, const char *data, size_t n, uint64_t t, int cou
                 ops++;
                 record_latency(t - c->started[c->head]);
             }
-            c->head = (c->head + 1) % (long)c->started[-1];
+            c->head = (c->head + 1) % c->ring_size;
             c->inflight--;
+            c->answered++;
         }
     }
     return 0;
@@ -166,7 +168,7 @@ static int send_more(int ep, struct conn *c, long window)
             return -1;
         }
         if (c->sent_off == 0) {
-            c->started[(c->head + c->inflight) % (long)c->started[-1]] = now_ns();
+            c->started[(c->head + c->inflight) % c->ring_size] = now_ns();
             c->inflight++;
         }
         c->sent_off += (size_t)n;
@@ -178,13 +180,12 @@ static int send_more(int ep, struct conn *c, long window)
     return 0;
 }
 
-static uint64_t *ring(long size)
+static void make_ring(struct conn *c, long size)
 {
-    uint64_t *r = calloc((size_t)size + 1, sizeof *r);
-    if (!r)
+    c->started = calloc((size_t)size, sizeof *c->started);
+    if (!c->started)
         die("calloc");
-    r[0] = (uint64_t)size; /* the ring's size lives just before it */
-    return r + 1;
+    c->ring_size = size;
 }
 
 static int open_socket(int type)
@@ -217,7 +218,7 @@ static void run_tcp(int port, long conns, long window, double seconds)
         c->fd = open_socket(SOCK_STREAM);
         if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS)
             die("connect");
-        c->started = ring(window);
+        make_ring(c, window);
         add(ep, c, EPOLLIN | EPOLLOUT);
         c->want_out = 1;
     }
@@ -259,8 +260,7 @@ static void churn_start(int ep, struct conn *c, struct sockaddr_in *addr)
 {
     c->fd = open_socket(SOCK_STREAM);
     c->sent_off = c->recv_off = 0;
-    c->inflight = 0;
-    c->head = 0;
+    c->inflight = c->head = c->answered = 0;
     if (connect(c->fd, (struct sockaddr *)addr, sizeof *addr) < 0 && errno != EINPROGRESS) {
         errors++; /* EADDRNOTAVAIL: the ephemeral ports are used up */
         close(c->fd);
@@ -279,7 +279,7 @@ static void run_churn(int port, long concurrency, double seconds)
     static char buf[1 << 16];
     uint64_t start = now_ns(), end = start + (uint64_t)(seconds * 1e9), t = start;
     for (long i = 0; i < concurrency; i++) {
-        cs[i].started = ring(1);
+        make_ring(&cs[i], 1);
         churn_start(ep, &cs[i], &addr);
     }
     struct epoll_event evs[256];
@@ -304,9 +304,8 @@ static void run_churn(int port, long concurrency, double seconds)
                     continue;
                 }
             }
-            if (!failed && c->inflight == 0 && c->sent_off == 0 && c->started[0] != 0) {
+            if (!failed && c->answered) {
                 drop(c); /* the reply is complete: close and start the next */
-                c->started[0] = 0;
                 churn_start(ep, c, &addr);
                 continue;
             }
