@@ -35,11 +35,14 @@ def reexec_inside(argv: list[str]) -> None:
     """
     unshare = shutil.which("unshare")
     if unshare is None or shutil.which("ip") is None:
-        print("bench: unshare or ip is missing; churn is port-capped")
+        print("bench: unshare or ip is missing; churn is port-capped", file=sys.stderr)
         return
     probe = subprocess.run([unshare, "-n", "true"], capture_output=True, check=False)
     if probe.returncode != 0:
-        print("bench: no private network namespace (needs root); churn is port-capped")
+        print(
+            "bench: no private network namespace (needs root); churn is port-capped",
+            file=sys.stderr,
+        )
         return
     os.environ[MARKER] = "1"
     os.execv(unshare, [unshare, "-n", "--", sys.executable, "-m", "bench", *argv])
