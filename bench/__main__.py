@@ -31,7 +31,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         help="comma-separated subset of: %(default)s",
     )
     parser.add_argument("--no-netns", action="store_true", help="stay in this network namespace")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = set(args.servers.split(",")) - {spec.name for spec in servers.SERVERS}
+    if unknown:
+        parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    return args
 
 
 def machine(cores: tuple[int, int] | None, in_netns: bool) -> dict[str, Any]:
