@@ -18,8 +18,15 @@ OptionValue = bool | int | float | str | Iterable[str] | None
 
 def caps_argv(*argv: str, **options: OptionValue) -> list[str]:
     """
-    Turn daemon options into a C{twistd caps} command line after the
-    loopback defaults.
+    The C{twistd caps} command line of a test server: the loopback
+    defaults, then C{argv}, then C{options} as L{option_words}.
+    """
+    return [*LOOPBACK_DEFAULTS, *argv, *option_words(**options)]
+
+
+def option_words(**options: OptionValue) -> list[str]:
+    """
+    Turn daemon options given as keywords into command-line words.
 
     Keyword names are option names with C{_} for C{-}: C{once=True} gives
     C{--once}, C{max_connections=5} gives C{--max-connections=5}, a list
@@ -27,7 +34,7 @@ def caps_argv(*argv: str, **options: OptionValue) -> list[str]:
     C{None} leave it out. Options this kit does not know are passed through,
     so options added to the daemon work here unchanged.
     """
-    words = [*LOOPBACK_DEFAULTS, *argv]
+    words: list[str] = []
     for name, value in options.items():
         flag = "--" + name.replace("_", "-")
         if value is None or value is False:
