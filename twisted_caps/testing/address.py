@@ -6,7 +6,7 @@ Where a test server listens: what a test needs to point a client at it.
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass
 class CapsAddress:
     """
     The loopback host and the ports of a running caps server.

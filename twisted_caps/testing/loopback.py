@@ -4,14 +4,14 @@ A real caps server on loopback in the reactor of a trial test: ephemeral
 ports, and a cleanup that leaves the reactor clean.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, ITCPTransport
 from twisted.python.failure import Failure
-from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from twisted_caps.service import CapsService
@@ -66,14 +66,21 @@ class OpenConnections:
         return DeferredList(waits)
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoopbackCapsServer(CapsAddress):
     """A caps server running in this process's reactor."""
 
     service: CapsService
+    connections: OpenConnections
 
 
-def start_caps_server(case: TestCase, *argv: str, **options: OptionValue) -> LoopbackCapsServer:
+class Cleanups(Protocol):
+    """What L{start_caps_server} needs of a test: trial's C{addCleanup}."""
+
+    def addCleanup(self, f: Callable[[], object], /) -> None: ...
+
+
+def start_caps_server(case: Cleanups, *argv: str, **options: OptionValue) -> LoopbackCapsServer:
     """
     Start a caps server in the reactor of trial test C{case}, on
     127.0.0.1 (override with C{interface="::1"}) and free ports, configured
@@ -106,4 +113,5 @@ def start_caps_server(case: TestCase, *argv: str, **options: OptionValue) -> Loo
         ports.get("TCP", (host, None))[1],
         ports.get("UDP", (host, None))[1],
         service,
+        connections,
     )

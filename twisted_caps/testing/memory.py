@@ -31,6 +31,7 @@ from twisted.test.iosim import FakeTransport
 from zope.interface import implementer
 
 from twisted_caps.service import CapsService
+from twisted_caps.testing.address import CapsAddress
 from twisted_caps.testing.options import OptionValue, caps_config
 
 HOST = "127.0.0.1"
@@ -357,7 +358,7 @@ class MemoryNetwork(MemoryReactorClock):
 
 
 @dataclass
-class MemoryCapsServer:
+class MemoryCapsServer(CapsAddress):
     """
     A caps server (the daemon's own service, with the daemon's options) in a
     L{MemoryNetwork}. Give C{reactor} to code that takes one, such as
@@ -367,9 +368,6 @@ class MemoryCapsServer:
 
     reactor: MemoryNetwork
     service: CapsService
-    tcp_port: int | None = None
-    udp_port: int | None = None
-    host: str = HOST
 
     @classmethod
     def start(
@@ -382,15 +380,14 @@ class MemoryCapsServer:
         network = MemoryNetwork(conditions or NetworkConditions())
         service = CapsService(caps_config(*argv, **options), network)
         service.startService()
-        server = cls(network, service)
+        ports: dict[str, int] = {}
         for port in service.ports:
             address = port.getHost()
-            if isinstance(address, IPv4Address) and address.type == "TCP":
-                server.tcp_port = server.tcp_port or address.port
-            elif isinstance(address, IPv4Address) and address.type == "UDP":
-                server.udp_port = server.udp_port or address.port
-                network.server_udp_ports.add(address.port)
-        return server
+            if isinstance(address, IPv4Address):
+                ports.setdefault(address.type, address.port)
+        if "UDP" in ports:
+            network.server_udp_ports.add(ports["UDP"])
+        return cls(HOST, ports.get("TCP"), ports.get("UDP"), network, service)
 
     @property
     def conditions(self) -> NetworkConditions:
@@ -406,8 +403,6 @@ class MemoryCapsServer:
 
     def connect(self, protocol: IProtocol) -> MemoryConnection:
         """Connect a client protocol to the server's TCP listener."""
-        if self.tcp_port is None:
-            raise ConnectionRefusedError(string="the server has no TCP listener")
         return self.reactor.connect_protocol(protocol, self.tcp_port)
 
     def flush(self) -> None:

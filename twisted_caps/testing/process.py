@@ -32,7 +32,7 @@ def serving_line(kind: str, host: str, port: int) -> str:
     return f"caps: serving {kind} on {address}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class CapsServerProcess(CapsAddress):
     """A caps server running as a child process; L{stop} ends it."""
 
