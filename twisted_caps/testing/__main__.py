@@ -4,6 +4,7 @@ C{python -m twisted_caps.testing [twistd caps options]}: the child process of
 L{twisted_caps.testing.process}, on loopback and free ports by default.
 """
 
+import os
 import sys
 import threading
 from contextlib import suppress
@@ -46,7 +47,9 @@ def main(argv: list[str]) -> None:
 
 def _stop_at_end_of_input(reactor: Any) -> None:
     """The test process closed our standard input, or died: stop serving."""
-    while sys.stdin.buffer.read(65536):
+    # os.read, not sys.stdin: a thread blocked inside the buffered reader
+    # holds its lock, and interpreter shutdown would then abort.
+    while os.read(0, 65536):
         pass
     reactor.callFromThread(_stop, reactor)
 

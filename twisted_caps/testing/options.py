@@ -59,6 +59,8 @@ def caps_config(*argv: str, **options: OptionValue) -> CapsConfig:
     try:
         parsed.parseOptions(caps_argv(*argv, **options))
     except SystemExit as refusal:
-        raise ValueError(str(refusal)) from None
+        if not isinstance(refusal.code, str):
+            raise  # --help or --version: printed, and not a refusal
+        raise ValueError(refusal.code) from None
     config: CapsConfig = parsed.config
     return config
