@@ -148,6 +148,15 @@ class MemoryServerTests(SynchronousTestCase):
         self.server.advance(0.3)
         self.failureResultOf(reply, error.ConnectionRefusedError)
 
+    def test_stop_closes_connections_and_ports(self) -> None:
+        client = Recorder()
+        self.server.connect(client)
+        self.server.stop()
+        self.assertEqual(len(client.lost), 1)
+        reply = capitalize_over_udp(self.server.reactor, "127.0.0.1", self.server.udp_port, b"x")
+        self.server.advance(5)
+        self.failureResultOf(reply, error.TimeoutError)
+
     def test_daemon_options_apply(self) -> None:
         server = MemoryCapsServer.start(once=True, no_udp=True)
         self.assertIsNone(server.udp)

@@ -418,3 +418,4 @@ class MemoryCapsServer(CapsAddress):
         for connection in list(self.reactor.connections):
             connection.close()
         self.service.stopService()
+        self.reactor.flush()

@@ -39,7 +39,10 @@ class CapsServerProcess(CapsAddress):
     process: "subprocess.Popen[bytes]"
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM, then SIGKILL after C{timeout} seconds; return the exit status."""
+        """
+        SIGTERM, then SIGKILL after C{timeout} seconds. Return the exit
+        status as C{Popen} gives it: C{-15} after a clean stop on SIGTERM.
+        """
         process = self.process
         if process.poll() is None:
             process.terminate()
