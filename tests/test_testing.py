@@ -7,7 +7,8 @@ from typing import Any
 from twisted.internet import error, reactor, tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
-from twisted.internet.protocol import Protocol
+from twisted.internet.interfaces import IAddress, IConnector
+from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -35,6 +36,20 @@ class Recorder(Protocol):
         self.pieces.append(data)
 
     def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
+        self.lost.append(reason)
+
+
+class RecordingClientFactory(ClientFactory):
+    """Builds one L{Recorder} and records how its connection ended."""
+
+    def __init__(self) -> None:
+        self.protocol_made = Recorder()
+        self.lost: list[Failure] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> Recorder:
+        return self.protocol_made
+
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
         self.lost.append(reason)
 
 
@@ -141,6 +156,17 @@ class MemoryServerTests(SynchronousTestCase):
         )
         self.server.flush()
         self.assertEqual(self.successResultOf(reply), b"HELLO")
+
+    def test_client_factory_hears_the_connection_end(self) -> None:
+        self.server.conditions = NetworkConditions(close_after=2)
+        factory = RecordingClientFactory()
+        self.server.reactor.connectTCP(self.server.host, self.server.tcp_port, factory)
+        self.server.flush()
+        factory.protocol_made.transport.write(b"abc")  # type: ignore[union-attr]
+        self.server.flush()
+        self.assertEqual(factory.protocol_made.pieces, [b"AB"])
+        [reason] = factory.lost
+        reason.trap(error.ConnectionDone)
 
     def test_nothing_listening_is_refused(self) -> None:
         reply = capitalize_over_tcp(self.server.reactor, "127.0.0.1", 1, b"a")

@@ -9,6 +9,7 @@ delay, drop and cut replies the way real networks do.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import count
 from typing import Any, Literal
 
@@ -96,8 +97,10 @@ class MemoryConnection:
         server: IProtocol,
         client_address: Address,
         server_address: Address,
+        lost: Callable[[Failure], object] | None = None,
     ) -> None:
         self.network = network
+        self._lost = lost
         client_host = IPv4Address("TCP", *client_address)
         server_host = IPv4Address("TCP", *server_address)
         self.client_transport = MemoryTransport(client, False, client_host, server_host)
@@ -141,6 +144,8 @@ class MemoryConnection:
         for transport in (self.client_transport, self.server_transport):
             transport.disconnecting = transport.disconnected = True
             transport.protocol.connectionLost(Failure(ConnectionDone()))
+        if self._lost is not None:
+            self._lost(Failure(ConnectionDone()))
 
     def _send_requests(self) -> bool:
         request = self.client_transport.getOutBuffer()
@@ -264,14 +269,19 @@ class MemoryNetwork(MemoryReactorClock):
         if self._listening.pop(key, None) is not None and port.address.type == "UDP":
             self.callLater(0, port.protocol.doStop)
 
-    def connect_protocol(self, client: IProtocol, port: int) -> MemoryConnection:
-        """Connect C{client} to the TCP listener on C{port} at once."""
+    def connect_protocol(
+        self, client: IProtocol, port: int, lost: Callable[[Failure], object] | None = None
+    ) -> MemoryConnection:
+        """
+        Connect C{client} to the TCP listener on C{port} at once; C{lost} is
+        called with the reason when the connection ends.
+        """
         listener = self._listening.get(("TCP", port))
         if listener is None:
             raise ConnectionRefusedError(string=f"{HOST}:{port}")
         client_address = (HOST, next(self._ports))
         server = listener.protocol.buildProtocol(IPv4Address("TCP", *client_address))
-        connection = MemoryConnection(self, client, server, client_address, (HOST, port))
+        connection = MemoryConnection(self, client, server, client_address, (HOST, port), lost)
         self.connections.append(connection)
         return connection
 
@@ -335,15 +345,19 @@ class MemoryNetwork(MemoryReactorClock):
         return opened
 
     def _complete_connections(self) -> bool:
-        """Connect, or refuse, every C{connectTCP} made since the last step."""
+        """
+        Connect, or refuse, every C{connectTCP} made since the last step,
+        telling the client factory as a real connector does.
+        """
         pending, self.tcpClients = self.tcpClients, []
         connectors, self.connectors = self.connectors, []
         for (_, port, factory, _, _), connector in zip(pending, connectors, strict=True):
             client = factory.buildProtocol(None)
             if client is None:
                 continue
+            lost = partial(factory.clientConnectionLost, connector)
             try:
-                self.connect_protocol(client, port)
+                self.connect_protocol(client, port, lost)
             except ConnectionRefusedError as refusal:
                 factory.clientConnectionFailed(connector, Failure(refusal))
         return bool(pending)
