@@ -6,64 +6,13 @@ ports, and a cleanup that leaves the reactor clean.
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IAddress, IProtocol, IProtocolFactory, ITCPTransport
-from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from twisted_caps.service import CapsService
 from twisted_caps.testing.address import CapsAddress
 from twisted_caps.testing.options import OptionValue, caps_config
-
-
-@implementer(IProtocolFactory)
-class OpenConnections:
-    """
-    Build protocols with another factory and keep each one until its
-    connection is lost, so a test's cleanup can close what clients left open
-    (trial reports an open connection as a dirty reactor).
-    """
-
-    noisy = False
-
-    def __init__(self, factory: IProtocolFactory) -> None:
-        self.factory = factory
-        self.open: dict[IProtocol, Deferred[None]] = {}
-
-    def doStart(self) -> None:
-        self.factory.doStart()
-
-    def doStop(self) -> None:
-        self.factory.doStop()
-
-    def buildProtocol(self, addr: IAddress) -> IProtocol | None:
-        protocol = self.factory.buildProtocol(addr)
-        if protocol is None:
-            return None
-        lost: Deferred[None] = Deferred()
-        self.open[protocol] = lost
-        connection_lost = protocol.connectionLost
-
-        def forget(reason: Failure) -> None:
-            del self.open[protocol]
-            try:
-                connection_lost(reason)
-            finally:
-                lost.callback(None)
-
-        protocol.connectionLost = forget  # type: ignore[method-assign]
-        return protocol
-
-    def close(self) -> Deferred[Any]:
-        """Abort every open connection; fire when all are closed."""
-        waits = list(self.open.values())
-        for protocol in list(self.open):
-            transport: ITCPTransport = protocol.transport  # type: ignore[attr-defined]
-            transport.abortConnection()
-        return DeferredList(waits)
 
 
 @dataclass
@@ -71,7 +20,6 @@ class LoopbackCapsServer(CapsAddress):
     """A caps server running in this process's reactor."""
 
     service: CapsService
-    connections: OpenConnections
 
 
 class Cleanups(Protocol):
@@ -85,23 +33,21 @@ def start_caps_server(case: Cleanups, *argv: str, **options: OptionValue) -> Loo
     Start a caps server in the reactor of trial test C{case}, on
     127.0.0.1 (override with C{interface="::1"}) and free ports, configured
     like C{twistd caps} (C{once=True}, or any daemon option; see
-    L{caps_argv}). Cleanup stops listening and aborts the connections
-    clients left open, then waits until they are closed.
+    L{caps_argv}).
+
+    Cleanup stops it as the daemon stops: it stops listening and closes
+    every connection gracefully, and waits until all are closed, so trial
+    finds the reactor clean. A connection a client leaves open takes up to
+    C{--shutdown-timeout} seconds (5) to close; C{shutdown_timeout=0}
+    closes it at once.
 
     @raise ValueError: for options the daemon would refuse.
     """
     from twisted.internet import reactor
 
     service = CapsService(caps_config(*argv, **options), reactor)
-    connections = OpenConnections(service.stream_factory)
-    service.stream_factory = connections  # type: ignore[assignment]
     service.startService()
-
-    def stop() -> Deferred[Any]:
-        stopped = service.stopService()
-        return DeferredList([stopped, connections.close()])
-
-    case.addCleanup(stop)
+    case.addCleanup(service.stopService)
     ports: dict[str, tuple[str, int]] = {}
     for port in service.ports:
         address = port.getHost()
@@ -113,5 +59,4 @@ def start_caps_server(case: Cleanups, *argv: str, **options: OptionValue) -> Loo
         ports.get("TCP", (host, None))[1],
         ports.get("UDP", (host, None))[1],
         service,
-        connections,
     )

@@ -74,7 +74,8 @@ class NetworkConditions:
 class MemoryTransport(FakeTransport):
     """
     iosim's in-memory transport, plus what a TCP transport also is: a push
-    producer (the caps protocol pauses its own transport) and half-closeable.
+    producer (the caps protocol pauses its own transport) and half-closeable
+    (the caps server half-closes when it shuts down or times a client out).
     """
 
     write_closed = False
@@ -112,6 +113,7 @@ class MemoryConnection:
         self._due: list[bytes] = []
         self._in_flight = 0
         self._half_closed = False
+        self._eof_sent = False
         server.makeConnection(self.server_transport)
         client.makeConnection(self.client_transport)
 
@@ -130,6 +132,10 @@ class MemoryConnection:
             return True
         if self._in_flight == 0 and self.server_transport.disconnecting:
             self.close()
+            return True
+        if self._in_flight == 0 and self.server_transport.write_closed and not self._eof_sent:
+            self._eof_sent = True
+            self._half_close(self.client)
             return True
         if self.client_transport.disconnecting:
             self.close()
@@ -154,13 +160,17 @@ class MemoryConnection:
             return True
         if self.client_transport.write_closed and not self._half_closed:
             self._half_closed = True
-            half_closeable = IHalfCloseableProtocol(self.server, None)
-            if half_closeable is None:
-                self.close()
-            else:
-                half_closeable.readConnectionLost()
+            self._half_close(self.server)
             return True
         return False
+
+    def _half_close(self, receiver: IProtocol) -> None:
+        """The other side sent its last byte: tell C{receiver}, as TCP does."""
+        half_closeable = IHalfCloseableProtocol(receiver, None)
+        if half_closeable is None:
+            self.close()
+        else:
+            half_closeable.readConnectionLost()
 
     def _arrive(self, reply: bytes) -> None:
         self._in_flight -= 1
