@@ -99,8 +99,15 @@ class PortInUseTests(TestCase):
         )
         self.assertEqual(done.returncode, 1)
         self.assertIn(b"An error has occurred", done.stderr)
-        with open(logfile, "rb") as log:
-            self.assertNamesThePort(log.read())
+
+        # The parent exits as soon as the child reports the error; the
+        # child may still be writing its log.
+        def logged() -> bytes:
+            with open(logfile, "rb") as log:
+                return log.read()
+
+        wait_for(lambda: b"Address already in use" in logged())
+        self.assertNamesThePort(logged())
 
 
 class DaemonTests(TestCase):
