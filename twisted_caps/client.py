@@ -120,7 +120,13 @@ def _verification_message(reason: Failure) -> str:
             entry[2] for entry in value.args[0] if isinstance(entry, tuple) and len(entry) == 3
         ]
         return "TLS handshake failed: " + ("; ".join(reasons) or str(value))
-    return f"TLS certificate does not match the host name: {value}"
+    names = []
+    for mismatch in getattr(value, "errors", ()):
+        wanted = getattr(mismatch, "mismatched_id", None)
+        name = getattr(wanted, "hostname", None) or getattr(wanted, "ip", None)
+        if name is not None:
+            names.append(name.decode("ascii", "replace") if isinstance(name, bytes) else str(name))
+    return f"TLS certificate is not valid for {', '.join(names) or 'this host name'}"
 
 
 def capitalize_over_tcp(
