@@ -110,6 +110,7 @@ class HalfCloseProxyProtocolWrapper(HAProxyProtocolWrapper):
 class HalfCloseProxyProtocolFactory(HAProxyWrappingFactory):
     """Wrap each connection in a L{HalfCloseProxyProtocolWrapper}."""
 
+    noisy = False  # the wrapped factory and the service log what matters
     protocol = HalfCloseProxyProtocolWrapper  # type: ignore[assignment]  # a subclass
 
 
