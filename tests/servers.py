@@ -1,5 +1,6 @@
 """Start caps servers for tests: in this process's reactor, or as twistd."""
 
+import json
 import os
 import re
 import select
@@ -9,9 +10,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from twisted.internet import reactor
-from twisted.trial.unittest import SkipTest, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options
@@ -33,7 +35,7 @@ def require_program(name: str) -> str:
     return path
 
 
-def start_in_reactor(case: TestCase, *argv: str) -> CapsService:
+def start_in_reactor(case: SynchronousTestCase, *argv: str) -> CapsService:
     """Start a service on loopback in the test's reactor; stop it at cleanup."""
     options = Options()
     options.parseOptions(["-i", "127.0.0.1", "-p", "0", *argv])
@@ -53,68 +55,77 @@ def port_of(service: CapsService, kind: str) -> int:
 
 @dataclass
 class Daemon:
-    """A caps server running as a process, with the ports it logged."""
+    """A caps server running as a process, logging to a file, with its ports."""
 
     process: subprocess.Popen[bytes]
-    tcp_port: int | None
-    udp_port: int | None
-    output: bytes
+    log_path: str
+    tcp_port: int | None = None
+    udp_port: int | None = None
+
+    @property
+    def output(self) -> bytes:
+        """Everything the process has written to stdout and stderr so far."""
+        with open(self.log_path, "rb") as log:
+            return log.read()
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         """Signal the process and wait for it; return its exit status."""
         if self.process.poll() is None:
             self.process.send_signal(sig)
         try:
-            return self.process.wait(timeout=15)
+            return self.process.wait(timeout=30)
         finally:
             if self.process.poll() is None:
                 self.process.kill()
                 self.process.wait()
 
 
-def read_until(process: subprocess.Popen[bytes], pattern: bytes, timeout: float = 30) -> bytes:
-    """Read the process's output until C{pattern} appears, EOF, or timeout."""
-    assert process.stdout is not None
-    output = b""
-    deadline = time.monotonic() + timeout
-    while pattern not in output:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        ready, _, _ = select.select([process.stdout], [], [], remaining)
-        if not ready:
-            break
-        chunk = os.read(process.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        output += chunk
-    return output
+def json_events(output: bytes) -> list[dict[str, Any]]:
+    """Every line of C{output} as a JSON object (RS-separated records too)."""
+    lines = output.replace(b"\x1e", b"\n").splitlines()
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def logged_ports(output: bytes) -> dict[str, int]:
+    """The ports a server logged it serves, from text or JSON log lines."""
+    if output.lstrip().startswith((b"{", b"\x1e")):
+        return {
+            event["kind"]: int(event["address"].rsplit(":", 1)[1])
+            for event in json_events(output.rpartition(b"\n")[0])
+            if event.get("log_format", "").startswith("caps: serving")
+        }
+    return {match.group(1).decode(): int(match.group(4)) for match in SERVING.finditer(output)}
+
+
+def ready_within(fd: int, events: int, timeout: float) -> bool:
+    """Wait up to C{timeout} seconds for C{events} on C{fd} (poll has no FD_SETSIZE cap)."""
+    poller = select.poll()
+    poller.register(fd, events)
+    return bool(poller.poll(timeout * 1000))
 
 
 def start_process(
-    case: TestCase, command: list[str], expect: tuple[str, ...] = ("TCP", "UDP")
+    case: SynchronousTestCase, command: list[str], expect: tuple[str, ...] = ("TCP", "UDP")
 ) -> Daemon:
     """
-    Start a server command (twistd -n or twist) that logs to stdout; wait
+    Start a server command (twistd -n or twist) whose output goes to a file
+    (a pipe nobody reads would fill and stall the server's logging); wait
     for its "serving" lines and stop it (SIGTERM, then SIGKILL) at cleanup.
     """
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
-    ports: dict[str, int] = {}
-    output = b""
-    while set(expect) - set(ports):
-        chunk = read_until(process, b"serving " + expect[-1].encode(), timeout=30)
-        if not chunk:
-            break
-        output += chunk
-        for match in SERVING.finditer(output):
-            ports.setdefault(match.group(1).decode(), int(match.group(4)))
-    daemon = Daemon(process, ports.get("TCP"), ports.get("UDP"), output)
+    log_path = os.path.abspath(case.mktemp())
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    daemon = Daemon(process, log_path)
     case.addCleanup(daemon.stop)
+    ports: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    while set(expect) - set(ports) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+        ports.update(logged_ports(daemon.output))
     if set(expect) - set(ports):
         daemon.stop(signal.SIGKILL)
-        case.fail(f"{command} did not start: {output.decode(errors='replace')}")
+        case.fail(f"{command} did not start: {daemon.output.decode(errors='replace')}")
+    daemon.tcp_port, daemon.udp_port = ports.get("TCP"), ports.get("UDP")
     return daemon
 
 

@@ -9,6 +9,7 @@ from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_caps.datagram import MAX_UDP_PAYLOAD, CapsDatagramProtocol
+from twisted_caps.limits import DatagramRateLimit
 
 OWN_PORT = 1200
 CLIENT = ("127.0.0.1", 40000)
@@ -97,3 +98,19 @@ class CapsDatagramProtocolTests(SynchronousTestCase):
             protocol.datagramReceived(b"x", CLIENT)
             self.assertEqual(protocol.counters.dropped_send_error, 1)
             self.assertEqual(protocol.counters.answered, 0)
+
+
+class RateLimitTests(SynchronousTestCase):
+    def test_source_over_its_rate_gets_no_reply(self) -> None:
+        clock = Clock()
+        protocol = CapsDatagramProtocol(clock, DatagramRateLimit(rate=2, clock=clock))
+        transport = FakeDatagramTransport()
+        protocol.makeConnection(transport)  # type: ignore[arg-type]
+        for _ in range(3):
+            protocol.datagramReceived(b"x", CLIENT)
+        protocol.datagramReceived(b"other", ("127.0.0.2", 40000))
+        self.assertEqual(len(transport.written), 3)
+        self.assertEqual(protocol.counters.dropped_rate_limit, 1)
+        clock.advance(0.5)
+        protocol.datagramReceived(b"x", CLIENT)
+        self.assertEqual(len(transport.written), 4)

@@ -22,7 +22,6 @@ class InstalledPluginTests(TestCase):
     def setUp(self) -> None:
         self.environment = Path(self.mktemp()).resolve()
         venv.create(self.environment, with_pip=True)
-        self.pip("install", "Twisted")
 
     def pip(self, *argv: str) -> str:
         done = subprocess.run(
@@ -79,7 +78,7 @@ class InstalledPluginTests(TestCase):
         self.assertIn(" web ", help_text)  # Twisted's own plugins are untouched.
 
     def test_pip_install_from_source(self) -> None:
-        self.pip("install", "--no-deps", ".")
+        self.pip("install", ".")
         self.assertInstalledAndServing()
         self.assertUninstallRemovesThePlugin()
 
@@ -91,11 +90,11 @@ class InstalledPluginTests(TestCase):
         self.assertIn("twisted/plugins/caps_plugin.py", names)
         for forbidden in FORBIDDEN:
             self.assertNotIn(forbidden, names)
-        self.pip("install", "--no-deps", str(wheel))
+        self.pip("install", str(wheel))
         self.assertInstalledAndServing()
         self.assertUninstallRemovesThePlugin()
 
     def test_strict_editable_install(self) -> None:
-        self.pip("install", "--no-deps", "-e", ".", "--config-settings", "editable_mode=strict")
+        self.pip("install", "-e", ".", "--config-settings", "editable_mode=strict")
         self.assertInstalledAndServing()
         self.assertUninstallRemovesThePlugin()

@@ -1,13 +1,19 @@
 """Tests for L{twisted_caps.stream}, through an in-memory transport."""
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import capturedLogs
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol
 
 
 def connect(once: bool = False) -> tuple[CapsStreamProtocol, StringTransport]:
-    protocol = CapsStreamFactory(once=once).buildProtocol(None)
+    protocol = CapsStreamFactory(Clock(), once=once).buildProtocol(None)
     transport = StringTransport()
     protocol.makeConnection(transport)
     return protocol, transport
@@ -36,9 +42,14 @@ class CapsStreamProtocolTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
 
     def test_transport_is_the_producer_of_its_own_writes(self) -> None:
-        _, transport = connect()
-        self.assertIs(transport.producer, transport)
+        protocol, transport = connect()
         self.assertTrue(transport.streaming)
+        assert transport.producer is not None
+        transport.producer.pauseProducing()
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(protocol.factory.pauses, 1)
+        transport.producer.resumeProducing()
+        self.assertEqual(transport.producerState, "producing")
 
     def test_close_unregisters_the_producer(self) -> None:
         protocol, transport = connect()
@@ -55,3 +66,111 @@ class CapsStreamProtocolTests(SynchronousTestCase):
         protocol.dataReceived(b"hello \xc3")
         self.assertEqual(transport.value(), b"HELLO \xc3")
         self.assertTrue(transport.disconnecting)
+
+
+def connect_from(
+    factory: CapsStreamFactory, host: str
+) -> tuple[CapsStreamProtocol, StringTransport]:
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+class LimitTests(SynchronousTestCase):
+    def test_over_max_connections_is_closed_at_once_and_counted(self) -> None:
+        factory = CapsStreamFactory(Clock(), limits=ConnectionLimits(max_connections=1))
+        connect_from(factory, "10.0.0.1")
+        with capturedLogs() as events:
+            _, refused = connect_from(factory, "10.0.0.2")
+        self.assertTrue(refused.disconnecting)
+        self.assertEqual(factory.refused, {MAX_CONNECTIONS: 1})
+        self.assertIn("10.0.0.2", events[0]["peer"])
+
+    def test_refusals_are_logged_at_most_once_a_second(self) -> None:
+        clock = Clock()
+        factory = CapsStreamFactory(clock, limits=ConnectionLimits(max_per_peer=1))
+        connect_from(factory, "10.0.0.1")
+        with capturedLogs() as events:
+            for _ in range(50):
+                connect_from(factory, "10.0.0.1")
+            clock.advance(1)
+            connect_from(factory, "10.0.0.1")
+        self.assertEqual(factory.refused, {MAX_PER_PEER: 51})
+        self.assertEqual([e["suppressed"] for e in events], [0, 49])
+
+    def test_per_peer_limit_uses_the_address_seen_at_connection_made(self) -> None:
+        factory = CapsStreamFactory(Clock(), limits=ConnectionLimits(max_per_peer=1))
+        _, first = connect_from(factory, "10.0.0.1")
+        _, second = connect_from(factory, "10.0.0.2")
+        _, third = connect_from(factory, "10.0.0.1")
+        self.assertEqual([t.disconnecting for t in (first, second, third)], [False, False, True])
+
+    def test_counts_return_to_zero_when_clients_are_gone(self) -> None:
+        factory = CapsStreamFactory(Clock(), limits=ConnectionLimits(max_per_peer=2))
+        connections = [connect_from(factory, host) for host in ("a", "a", "a", "b")]
+        for protocol, _ in connections:
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual((factory.limits.open, factory.limits.per_peer), (0, {}))
+        self.assertEqual(factory.connections, set())
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    def test_silent_client_is_closed_after_the_timeout(self) -> None:
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10)
+        protocol, transport = connect_from(factory, "10.0.0.1")
+        clock.advance(9)
+        protocol.dataReceived(b"still here")
+        clock.advance(9)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(1)
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(factory.idle_timeouts, 1)
+
+    def test_client_that_never_reads_is_aborted_after_the_grace_period(self) -> None:
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10, shutdown_timeout=2)
+        _protocol, transport = connect_from(factory, "10.0.0.1")
+        clock.advance(10)
+        self.assertFalse(transport.disconnected)
+        clock.advance(2)
+        self.assertTrue(transport.disconnected)
+
+    def test_no_timer_is_left_after_close(self) -> None:
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10, shutdown_timeout=2)
+        protocol, _ = connect_from(factory, "10.0.0.1")
+        clock.advance(10)
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class CloseAllTests(SynchronousTestCase):
+    def test_close_all_writes_queued_replies_then_fires_when_all_are_gone(self) -> None:
+        clock = Clock()
+        factory = CapsStreamFactory(clock, shutdown_timeout=5)
+        connections = [connect_from(factory, "10.0.0.1") for _ in range(3)]
+        for protocol, _ in connections:
+            protocol.dataReceived(b"bye")
+        closed = factory.close_all()
+        self.assertNoResult(closed)
+        for protocol, transport in connections:
+            self.assertEqual(transport.value(), b"BYE")
+            self.assertTrue(transport.disconnecting)
+            protocol.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(closed)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_stuck_connections_are_aborted_after_the_shutdown_timeout(self) -> None:
+        clock = Clock()
+        factory = CapsStreamFactory(clock, shutdown_timeout=5)
+        _, transport = connect_from(factory, "10.0.0.1")
+        factory.close_all()
+        clock.advance(4.9)
+        self.assertFalse(transport.disconnected)
+        clock.advance(0.1)
+        self.assertTrue(transport.disconnected)
+
+    def test_close_all_with_no_connections_fires_at_once(self) -> None:
+        self.successResultOf(CapsStreamFactory(Clock()).close_all())

@@ -27,14 +27,14 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults_serve_tcp_and_udp_on_1200_on_every_ipv4_address(self) -> None:
         config = parse().config
         [tcp] = config.tcp
-        self.assertEqual(tcp.description, "tcp:1200:interface=0.0.0.0")
+        self.assertEqual(tcp.description, "tcp:1200:interface=0.0.0.0:backlog=1024")
         self.assertIsInstance(tcp.endpoint(reactor), TCP4ServerEndpoint)
         self.assertEqual(config.udp, (UdpListener("", 1200),))
         self.assertFalse(config.once)
 
     def test_port_and_interface_apply_to_both(self) -> None:
         config = parse("-p", "4000", "-i", "127.0.0.1").config
-        self.assertEqual(config.tcp[0].description, "tcp:4000:interface=127.0.0.1")
+        self.assertEqual(config.tcp[0].description, "tcp:4000:interface=127.0.0.1:backlog=1024")
         self.assertEqual(config.udp, (UdpListener("127.0.0.1", 4000),))
 
     def test_ipv6_interface_uses_a_tcp6_endpoint(self) -> None:
@@ -57,6 +57,39 @@ class OptionsTests(SynchronousTestCase):
     def test_no_tcp_and_no_udp(self) -> None:
         self.assertEqual(parse("--no-tcp").config.tcp, ())
         self.assertEqual(parse("--no-udp").config.udp, ())
+
+    def test_limit_defaults_protect_without_surprising_a_classroom(self) -> None:
+        config = parse().config
+        self.assertEqual(
+            (config.max_connections, config.max_per_peer, config.idle_timeout, config.udp_rate),
+            (20000, 1000, 300.0, 5000),
+        )
+        self.assertEqual(config.shutdown_timeout, 5.0)
+
+    def test_limits_can_be_set_and_switched_off(self) -> None:
+        config = parse(
+            "--max-connections",
+            "0",
+            "--max-per-peer",
+            "2",
+            "--idle-timeout",
+            "1.5",
+            "--udp-rate",
+            "0",
+            "--shutdown-timeout",
+            "0",
+        ).config
+        self.assertEqual(
+            (config.max_connections, config.max_per_peer, config.idle_timeout, config.udp_rate),
+            (0, 2, 1.5, 0),
+        )
+
+    def test_bad_limits_are_one_line(self) -> None:
+        for option in ("--max-connections", "--max-per-peer", "--udp-rate"):
+            self.assertUsageError([option, "-1"], option, "not a whole number")
+        for option in ("--idle-timeout", "--shutdown-timeout"):
+            for value in ("-1", "soon", "inf", "nan"):
+                self.assertUsageError([option, value], option, "not a number of seconds")
 
     def test_once(self) -> None:
         self.assertTrue(parse("--once").config.once)

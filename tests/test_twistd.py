@@ -99,8 +99,14 @@ class PortInUseTests(TestCase):
         )
         self.assertEqual(done.returncode, 1)
         self.assertIn(b"An error has occurred", done.stderr)
-        with open(logfile, "rb") as log:
-            self.assertNamesThePort(log.read())
+
+        def logged() -> bytes:
+            with open(logfile, "rb") as log:
+                return log.read()
+
+        # The daemon writes its line just after reporting to the parent.
+        wait_for(lambda: b"Address already in use" in logged())
+        self.assertNamesThePort(logged())
 
 
 class DaemonTests(TestCase):

@@ -76,3 +76,9 @@ class CapsConfig:
     tcp: tuple[TcpListener, ...]
     udp: tuple[UdpListener, ...]
     once: bool = False
+    max_connections: int = 0
+    max_per_peer: int = 0
+    idle_timeout: float = 0
+    udp_rate: int = 0
+    shutdown_timeout: float = 5.0
+    metrics: TcpListener | None = None

@@ -10,6 +10,7 @@ from twisted.internet.interfaces import IReactorTime, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from twisted_caps.limits import DatagramRateLimit
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import capitalize
 
@@ -27,8 +28,11 @@ class DatagramCounters:
     """Plain integer counts of what happened to the datagrams received."""
 
     received: int = 0
+    bytes_received: int = 0
+    bytes_sent: int = 0
     answered: int = 0
     refused_loop: int = 0
+    dropped_rate_limit: int = 0
     dropped_oversize: int = 0
     dropped_send_error: int = 0
 
@@ -39,18 +43,21 @@ class CapsDatagramProtocol(DatagramProtocol):
 
     An empty datagram gets an empty reply. No reply goes to a source port
     below 1024 or equal to this service's own port: two echo-style services
-    answering each other would loop forever (CVE-1999-0103). A reply longer
+    answering each other would loop forever (CVE-1999-0103). A source over
+    its rate limit gets no reply. A reply longer
     than the largest UDP payload, or one the kernel refuses, is dropped,
-    counted and logged (at most once a second).
+    counted and logged (at most one line a second for each kind of drop).
     """
 
     log = Logger()
     noisy = False
     transport: IUDPTransport
 
-    def __init__(self, clock: IReactorTime) -> None:
+    def __init__(self, clock: IReactorTime, rate_limit: DatagramRateLimit | None = None) -> None:
         self.counters = DatagramCounters()
-        self._drop_log = LogThrottle(clock)
+        self._rate_limit = rate_limit
+        self._clock = clock
+        self._drop_logs: dict[str, LogThrottle] = {}
         self._own_port = -1
 
     def startProtocol(self) -> None:
@@ -59,26 +66,35 @@ class CapsDatagramProtocol(DatagramProtocol):
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         counters = self.counters
         counters.received += 1
+        counters.bytes_received += len(datagram)
         port = addr[1]
         if port < FIRST_UNPRIVILEGED_PORT or port == self._own_port:
             counters.refused_loop += 1
-            self._drop(addr, f"source port {port} could start a reply loop")
+            self._drop(addr, "loop", f"source port {port} could start a reply loop")
+            return
+        if self._rate_limit is not None and not self._rate_limit.allow(addr[0]):
+            counters.dropped_rate_limit += 1
+            self._drop(addr, "rate-limit", "over the per-source rate limit")
             return
         reply = capitalize(datagram)
         if len(reply) > MAX_UDP_PAYLOAD:
             counters.dropped_oversize += 1
-            self._drop(addr, f"reply of {len(reply)} bytes exceeds the UDP maximum")
+            self._drop(addr, "oversize", f"reply of {len(reply)} bytes exceeds the UDP maximum")
             return
         try:
             self.transport.write(reply, addr)
         except (OSError, MessageLengthError) as error:
             counters.dropped_send_error += 1
-            self._drop(addr, f"send failed: {error}")
+            self._drop(addr, "send-error", f"send failed: {error}")
             return
         counters.answered += 1
+        counters.bytes_sent += len(reply)
 
-    def _drop(self, addr: tuple[str, int], reason: str) -> None:
-        self._drop_log.warn(
+    def _drop(self, addr: tuple[str, int], kind: str, reason: str) -> None:
+        throttle = self._drop_logs.get(kind)
+        if throttle is None:
+            throttle = self._drop_logs[kind] = LogThrottle(self._clock)
+        throttle.warn(
             self.log,
             "No UDP reply to {peer}: {reason} ({suppressed} similar not logged)",
             peer=f"{addr[0]}:{addr[1]}",

@@ -15,6 +15,9 @@ from twisted.python.failure import Failure
 
 from twisted_caps.config import CapsConfig
 from twisted_caps.datagram import CapsDatagramProtocol
+from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
+from twisted_caps.metrics import metrics_site
+from twisted_caps.rlimits import raise_open_files_limit
 from twisted_caps.stream import CapsStreamFactory
 
 
@@ -44,9 +47,19 @@ class CapsService(Service):
     def __init__(self, config: CapsConfig, reactor: Any) -> None:
         """C{reactor} provides TCP, UDP and time (the global reactor, or a fake)."""
         self.config = config
-        self.stream_factory = CapsStreamFactory(once=config.once)
+        self.stream_factory = CapsStreamFactory(
+            reactor,
+            once=config.once,
+            limits=ConnectionLimits(config.max_connections, config.max_per_peer),
+            idle_timeout=config.idle_timeout,
+            shutdown_timeout=config.shutdown_timeout,
+        )
+        self.datagram_rate_limit = (
+            DatagramRateLimit(config.udp_rate, reactor) if config.udp_rate else None
+        )
         self.datagram_protocols: list[CapsDatagramProtocol] = []
         self.ports: list[IListeningPort] = []
+        self.metrics_port: IListeningPort | None = None
         self._reactor = reactor
 
     def privilegedStartService(self) -> None:
@@ -59,21 +72,27 @@ class CapsService(Service):
         super().startService()
 
     def stopService(self) -> Deferred[Any]:
+        """Stop accepting, then close every connection gracefully."""
         super().stopService()
         ports, self.ports = self.ports, []
-        return DeferredList(
-            [maybeDeferred(port.stopListening) for port in ports],
-            consumeErrors=True,
-        )
+        stopping = [maybeDeferred(port.stopListening) for port in ports]
+        return DeferredList([*stopping, self.stream_factory.close_all()], consumeErrors=True)
 
     def _listen(self) -> None:
+        before, after = raise_open_files_limit()
+        self.log.info("caps: open files limit {after} (was {before})", before=before, after=after)
         try:
             for tcp in self.config.tcp:
                 endpoint = tcp.endpoint(self._reactor)
                 port = _synchronous_result(endpoint.listen(self.stream_factory))
                 self._opened("TCP", port)
+            if self.config.metrics is not None:
+                site = metrics_site(self.stream_factory, lambda: tuple(self.datagram_protocols))
+                endpoint = self.config.metrics.endpoint(self._reactor)
+                self.metrics_port = _synchronous_result(endpoint.listen(site))
+                self._opened("metrics", self.metrics_port)
             for udp in self.config.udp:
-                protocol = CapsDatagramProtocol(self._reactor)
+                protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
                 port = self._reactor.listenUDP(udp.port, protocol, interface=udp.interface)
                 self.datagram_protocols.append(protocol)
                 self._opened("UDP", port)

@@ -1,24 +1,44 @@
 # -*- test-case-name: tests.test_stream -*-
 """
 The TCP capitalization protocol: every byte received is answered, in order,
-with its capitalized form as soon as it arrives.
+with its capitalized form as soon as it arrives; and its factory, which holds
+the policy (limits, idle timeout, graceful shutdown).
 """
 
+from typing import Any
+
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import (
     IAddress,
     IConsumer,
+    IDelayedCall,
     IHalfCloseableProtocol,
     IPushProducer,
+    IReactorTime,
     ITransport,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
+from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
+
+#: Why a connection closed, as its close log line says.
+CLIENT_CLOSED = "client closed"
+IDLE_TIMEOUT = "idle timeout"
+SHUTDOWN = "shutdown"
+ANSWERED_ONCE = "answered once"
+ERROR = "error"
 
 
 @implementer(IHalfCloseableProtocol)
-class CapsStreamProtocol(Protocol):
+class CapsStreamProtocol(Protocol, TimeoutMixin):
     """
     Answer a byte stream with its capitalization, with no framing.
 
@@ -31,55 +51,225 @@ class CapsStreamProtocol(Protocol):
 
     transport: ITransport
 
-    def __init__(self, once: bool = False) -> None:
-        self._once = once
+    def __init__(self, factory: "CapsStreamFactory") -> None:
+        self.factory = factory
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment]
+        self.peer: str | None = None
+        self._admitted = False
+        self._abort_call: IDelayedCall | None = None
+        self._discarding = False
+        self._capitalizer = StreamCapitalizer()
+        self.opened_at = 0.0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.close_reason: str | None = None
 
     def connectionMade(self) -> None:
-        self._capitalizer = StreamCapitalizer()
-        IConsumer(self.transport).registerProducer(IPushProducer(self.transport), True)
+        # The peer is read here, not in buildProtocol: behind a haproxy:
+        # endpoint it is the PROXY header's client, known only by now.
+        self.peer = peer_host(self.transport.getPeer())
+        if not self.factory.admit(self):
+            self.transport.loseConnection()
+            return
+        self._admitted = True
+        self.opened_at = self.factory.clock.seconds()
+        producer = _CountedPauses(IPushProducer(self.transport), self.factory)
+        IConsumer(self.transport).registerProducer(producer, True)
+        self.setTimeout(self.factory.idle_timeout or None)
 
     def dataReceived(self, data: bytes) -> None:
-        if self._once:
-            self.transport.write(capitalize(data))
-            self._finish()
+        if self._discarding:
+            return
+        self.resetTimeout()
+        factory = self.factory
+        self.bytes_in += len(data)
+        factory.bytes_received += len(data)
+        if factory.once:
+            self._send(capitalize(data))
+            self.close(reason=ANSWERED_ONCE)
             return
         reply = self._capitalizer.feed(data)
         if reply:
-            self.transport.write(reply)
+            self._send(reply)
+
+    def _send(self, reply: bytes) -> None:
+        self.bytes_out += len(reply)
+        self.factory.bytes_sent += len(reply)
+        self.transport.write(reply)
 
     def readConnectionLost(self) -> None:
         """The client sent its last byte: flush, answer, then close."""
+        if self._discarding:
+            self.transport.loseConnection()
+            return
         tail = self._capitalizer.flush()
         if tail:
-            self.transport.write(tail)
-        self._finish()
+            self._send(tail)
+        self.close()
 
     def writeConnectionLost(self) -> None:
-        """Replies can no longer be delivered, so stop reading too."""
-        self._finish()
+        """
+        Replies can no longer be delivered, so stop reading too; unless this
+        is the half-close of L{close}, which drains input until the client
+        closes.
+        """
+        if not self._discarding:
+            self.close()
 
-    def _finish(self) -> None:
+    def timeoutConnection(self) -> None:
+        self.factory.idle_timeouts += 1
+        self.close(grace=self.factory.shutdown_timeout, reason=IDLE_TIMEOUT)
+
+    def close(self, grace: float = 0.0, reason: str = CLIENT_CLOSED) -> None:
+        """
+        Write what is queued, then close.
+
+        With C{grace} (shutdown, idle timeout), the client may still be
+        sending: closing a socket with unread input makes the kernel send a
+        reset, which destroys replies the client has not read yet. So this
+        half-closes instead (FIN after the queued replies), reads and drops
+        input until the client closes, and aborts after C{grace} seconds.
+        """
+        self.setTimeout(None)
+        if self.close_reason is None:
+            self.close_reason = reason
         # A transport with a paused producer registered never closes, so
         # unregister it before asking for the close.
         IConsumer(self.transport).unregisterProducer()
-        self.transport.loseConnection()
+        lose_write_connection = getattr(self.transport, "loseWriteConnection", None)
+        if not grace or lose_write_connection is None:
+            self.transport.loseConnection()
+        elif not self._discarding:
+            self._discarding = True
+            lose_write_connection()
+            IPushProducer(self.transport).resumeProducing()
+        if grace and self._abort_call is None:
+            self._abort_call = self.callLater(grace, self.transport.abortConnection)  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.setTimeout(None)
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        if self._admitted:
+            self._admitted = False
+            if self.close_reason is None:
+                self.close_reason = CLIENT_CLOSED if reason.check(ConnectionDone) else ERROR
+            self.factory.release(self)
+
+
+@implementer(IPushProducer)
+class _CountedPauses:
+    """The transport as producer of its own writes, counting backpressure pauses."""
+
+    __slots__ = ("_factory", "_transport")
+
+    def __init__(self, transport: IPushProducer, factory: "CapsStreamFactory") -> None:
+        self._transport = transport
+        self._factory = factory
+
+    def pauseProducing(self) -> None:
+        self._factory.pauses += 1
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._transport.stopProducing()
 
 
 class CapsStreamFactory(Factory):
     """
-    Build L{CapsStreamProtocol}s.
+    Build L{CapsStreamProtocol}s and apply the service's policy to them.
 
     @ivar once: answer only the first chunk received, then close (the
-        course's server behaviour, for clients that read until the server
-        closes).
+        course's server behaviour, for clients that read until it closes).
+    @ivar idle_timeout: seconds without input before a connection is
+        closed; 0 for never.
+    @ivar shutdown_timeout: seconds a closing connection may take to write
+        what is queued before it is aborted.
     """
 
     noisy = False
+    log = Logger()
 
-    def __init__(self, once: bool = False) -> None:
+    def __init__(
+        self,
+        clock: IReactorTime,
+        once: bool = False,
+        limits: ConnectionLimits | None = None,
+        idle_timeout: float = 0,
+        shutdown_timeout: float = 5.0,
+    ) -> None:
+        self.clock = clock
         self.once = once
+        self.limits = limits or ConnectionLimits()
+        self.idle_timeout = idle_timeout
+        self.shutdown_timeout = shutdown_timeout
+        self.connections: set[CapsStreamProtocol] = set()
+        self.accepted = 0
+        self.refused: dict[str, int] = {}
+        self.idle_timeouts = 0
+        self.pauses = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self._refusal_logs = {
+            limit: LogThrottle(clock) for limit in (MAX_CONNECTIONS, MAX_PER_PEER)
+        }
+        self._drained: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> CapsStreamProtocol:
-        protocol = CapsStreamProtocol(once=self.once)
-        protocol.factory = self
-        return protocol
+        return CapsStreamProtocol(self)
+
+    def admit(self, protocol: CapsStreamProtocol) -> bool:
+        """Admit a new connection, or count and log its refusal."""
+        refusal = self.limits.admit(protocol.peer)
+        if refusal is not None:
+            self.refused[refusal] = self.refused.get(refusal, 0) + 1
+            self._refusal_logs[refusal].warn(
+                self.log,
+                "caps: refused a connection from {peer}: {limit} reached"
+                " ({suppressed} more refusals not logged)",
+                peer=protocol.peer,
+                limit=refusal,
+            )
+            return False
+        self.accepted += 1
+        self.connections.add(protocol)
+        return True
+
+    def release(self, protocol: CapsStreamProtocol) -> None:
+        """Forget a closed connection that L{admit} let in, and log its close."""
+        self.log.info(
+            "caps: {peer} closed after {duration:.3f}s,"
+            " {bytes_in} bytes in, {bytes_out} bytes out: {reason}",
+            peer=protocol.peer or "local",
+            duration=self.clock.seconds() - protocol.opened_at,
+            bytes_in=protocol.bytes_in,
+            bytes_out=protocol.bytes_out,
+            reason=protocol.close_reason,
+        )
+        self.connections.discard(protocol)
+        self.limits.release(protocol.peer)
+        if not self.connections and self._drained is not None:
+            drained, self._drained = self._drained, None
+            drained.callback(None)
+
+    def close_all(self) -> "Deferred[None]":
+        """
+        Close every connection gracefully (queued replies are written, for
+        at most C{shutdown_timeout} seconds); fire when all are gone.
+        """
+        if not self.connections:
+            return succeed(None)
+        self._drained = Deferred()
+        for protocol in list(self.connections):
+            protocol.close(grace=self.shutdown_timeout, reason=SHUTDOWN)
+        return self._drained
+
+
+def peer_host(address: Any) -> str | None:
+    """The client's IP address; None for a client that has none (UNIX)."""
+    if isinstance(address, (IPv4Address, IPv6Address)):
+        return address.host
+    return None

@@ -14,6 +14,9 @@ from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.service import CapsService
 
 DEFAULT_PORT = 1200
+#: Pending connections the kernel may queue: Twisted's default of 50 drops
+#: SYNs when hundreds of clients connect at once (they retry after a second).
+BACKLOG = 1024
 
 
 class Options(usage.Options):
@@ -27,6 +30,13 @@ class Options(usage.Options):
     UDP answers each datagram with one datagram; no reply goes to a source
     port below 1024 or equal to the service's own port (loop protection).
 
+    Limits protect a public deployment; the defaults admit a class behind
+    one NAT address and a load test of hundreds of clients from one host.
+    Each refusal is counted and logged at most once a second.
+
+    On SIGTERM or SIGINT the service stops accepting, lets each connection
+    write what is queued for up to --shutdown-timeout seconds, then closes.
+
     Examples:
       twistd -n caps                        TCP and UDP on port 1200
       twistd -n caps --port 0               any free port (see the log)
@@ -35,6 +45,7 @@ class Options(usage.Options):
       twistd -n caps --tcp tcp:1200 --tcp tcp6:1200:interface=\\:\\:1
       twistd -n caps --tcp haproxy:tcp:1200 --udp 127.0.0.1:1200
       twistd -n caps --tcp systemd:domain=INET:index=0
+      twistd -n caps --metrics tcp:9100:interface=127.0.0.1
     Errors in options or listeners print one line and exit with status 1.
     """
 
@@ -43,12 +54,13 @@ class Options(usage.Options):
 
     optParameters = [
         ["port", "p", str(DEFAULT_PORT), "TCP and UDP port (0-65535; 0 picks a free one)."],
-        [
-            "interface",
-            "i",
-            "",
-            "IP address to listen on (default: every IPv4 address; :: for IPv6).",
-        ],
+        ["interface", "i", "", "IP address (default: every IPv4 address; :: for IPv6)."],
+        ["max-connections", None, "20000", "Open TCP connections in all (0: no limit)."],
+        ["max-per-peer", None, "1000", "Open TCP connections per client address (0: no limit)."],
+        ["idle-timeout", None, "300", "Close a TCP client silent this many seconds (0: never)."],
+        ["udp-rate", None, "5000", "UDP replies a second per source address (0: no limit)."],
+        ["shutdown-timeout", None, "5", "Seconds to write queued replies on shutdown."],
+        ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint (off)."],
     ]
     optFlags = [
         ["no-tcp", None, "Serve no TCP."],
@@ -93,14 +105,24 @@ class Options(usage.Options):
         udp: tuple[UdpListener, ...] = ()
         if not self["no-tcp"]:
             descriptions = self["tcp"] or [default_tcp_description(interface, port)]
-            tcp = tuple(parse_tcp_listener(d) for d in descriptions)
+            tcp = tuple(parse_tcp_listener(d, "--tcp") for d in descriptions)
         if not self["no-udp"]:
             udp = tuple(parse_udp_listener(a) for a in self["udp"]) or (
                 UdpListener(interface, port),
             )
         if not (tcp or udp):
             raise usage.UsageError("--no-tcp and --no-udp leave nothing to serve")
-        self.config = CapsConfig(tcp=tcp, udp=udp, once=self["once"])
+        self.config = CapsConfig(
+            tcp=tcp,
+            udp=udp,
+            once=self["once"],
+            max_connections=parse_count(self["max-connections"], "--max-connections"),
+            max_per_peer=parse_count(self["max-per-peer"], "--max-per-peer"),
+            idle_timeout=parse_seconds(self["idle-timeout"], "--idle-timeout"),
+            udp_rate=parse_count(self["udp-rate"], "--udp-rate"),
+            shutdown_timeout=parse_seconds(self["shutdown-timeout"], "--shutdown-timeout"),
+            metrics=parse_tcp_listener(self["metrics"], "--metrics") if self["metrics"] else None,
+        )
 
 
 def parse_port(text: str, option: str) -> int:
@@ -110,15 +132,33 @@ def parse_port(text: str, option: str) -> int:
     return int(text)
 
 
+def parse_count(text: str, option: str) -> int:
+    """Return C{text} as a whole number >= 0, or raise a one-line usage error."""
+    if not text.isdigit():
+        raise usage.UsageError(f"{option}: {text!r} is not a whole number (0 for no limit)")
+    return int(text)
+
+
+def parse_seconds(text: str, option: str) -> float:
+    """Return C{text} as seconds >= 0, or raise a one-line usage error."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise usage.UsageError(f"{option}: {text!r} is not a number of seconds (0 or more)")
+    return seconds
+
+
 def default_tcp_description(interface: str, port: int) -> str:
     """The endpoint string of the default TCP listener."""
     if isIPv6Address(interface):
         quoted = endpoints.quoteStringArgument(interface)
-        return f"tcp6:{port}:interface={quoted}"
-    return f"tcp:{port}:interface={interface or '0.0.0.0'}"
+        return f"tcp6:{port}:interface={quoted}:backlog={BACKLOG}"
+    return f"tcp:{port}:interface={interface or '0.0.0.0'}:backlog={BACKLOG}"
 
 
-def parse_tcp_listener(description: str) -> TcpListener:
+def parse_tcp_listener(description: str, option: str) -> TcpListener:
     """Check a server endpoint string; any problem is one usage error line."""
     from twisted.internet import reactor
 
@@ -126,7 +166,7 @@ def parse_tcp_listener(description: str) -> TcpListener:
     try:
         listener.endpoint(reactor)
     except ValueError as error:
-        raise usage.UsageError(f"--tcp {description}: {error}") from None
+        raise usage.UsageError(f"{option} {description}: {error}") from None
     return listener
 
 

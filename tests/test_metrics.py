@@ -1,0 +1,85 @@
+"""Tests for L{twisted_caps.metrics}: scrape /metrics over real HTTP."""
+
+import socket
+import urllib.request
+
+from prometheus_client.parser import text_string_to_metric_families
+from twisted.internet.threads import deferToThread
+from twisted.trial.unittest import TestCase
+
+from tests.servers import port_of, start_in_reactor
+from tests.test_loopback import course_tcp_client, course_udp_client
+from twisted_caps.service import CapsService
+
+HOST = "127.0.0.1"
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Fetch /metrics and index every sample by name and labels."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def traffic(tcp_port: int, udp_port: int) -> None:
+    course_tcp_client(tcp_port, "straße".encode())
+    course_udp_client(udp_port, b"hello")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as privileged:
+        # Source port 1023 is refused by loop protection; binding it needs
+        # root, so the test sends from it only where it can.
+        try:
+            privileged.bind((HOST, 1023))
+        except PermissionError:
+            return
+        privileged.sendto(b"loop", (HOST, udp_port))
+
+
+class MetricsTests(TestCase):
+    def metrics_port(self, service: CapsService) -> int:
+        assert service.metrics_port is not None
+        return int(service.metrics_port.getHost().port)  # type: ignore[attr-defined]
+
+    async def test_numbers_move_with_tcp_and_udp_traffic(self) -> None:
+        service = start_in_reactor(self, "--metrics", "tcp:0:interface=127.0.0.1")
+        port = self.metrics_port(service)
+        before = await deferToThread(scrape, port)
+        self.assertEqual(before[("caps_tcp_connections_accepted_total", ())], 0)
+        await deferToThread(traffic, port_of(service, "TCP"), port_of(service, "UDP"))
+        await self.wait_for_closed(service)
+        after = await deferToThread(scrape, port)
+        self.assertEqual(after[("caps_tcp_connections_accepted_total", ())], 1)
+        self.assertEqual(after[("caps_tcp_connections_open", ())], 0)
+        self.assertEqual(after[("caps_bytes_received_total", (("transport", "tcp"),))], 7)
+        self.assertEqual(after[("caps_bytes_sent_total", (("transport", "tcp"),))], 7)
+        self.assertEqual(after[("caps_bytes_received_total", (("transport", "udp"),))] >= 5, True)
+        self.assertEqual(after[("caps_udp_datagrams_total", (("result", "answered"),))], 1)
+        loop = after[("caps_udp_datagrams_total", (("result", "loop"),))]
+        self.assertEqual(after[("caps_udp_datagrams_received_total", ())], 1 + loop)
+        self.assertIn(("process_resident_memory_bytes", ()), after)
+
+    async def test_refusals_are_counted_by_limit(self) -> None:
+        service = start_in_reactor(
+            self, "--metrics", "tcp:0:interface=127.0.0.1", "--max-connections", "1"
+        )
+        tcp_port = port_of(service, "TCP")
+        first = socket.create_connection((HOST, tcp_port))
+        self.addCleanup(first.close)
+        await deferToThread(course_tcp_client, tcp_port, b"x")
+        after = await deferToThread(scrape, self.metrics_port(service))
+        refused = after[("caps_tcp_connections_refused_total", (("reason", "max-connections"),))]
+        self.assertEqual(refused, 1)
+        self.assertEqual(after[("caps_tcp_connections_open", ())], 1)
+
+    async def wait_for_closed(self, service: CapsService) -> None:
+        from twisted.internet import reactor
+        from twisted.internet.task import deferLater
+
+        for _ in range(200):
+            if not service.stream_factory.connections:
+                return
+            await deferLater(reactor, 0.02, lambda: None)
+        self.fail("connection never closed")
