@@ -1,16 +1,22 @@
 """
 deploy/haproxy: a real HAProxy, configured as the example, in front of two
-caps servers on loopback. Connections are spread over both servers, each
-server sees the client's own address, and health checks leave no trace in
-either log.
+caps services on loopback. Connections are spread over both servers, each
+server logs the client's own address, and the health checks reach only the
+metrics endpoints: they leave no line in either log and count against no
+caps limit.
 """
 
+import csv
+import io
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import cast
 
@@ -24,49 +30,23 @@ from twisted.trial.unittest import TestCase
 from tests.servers import require_program
 from twisted_caps.client import _StreamExchange
 from twisted_caps.service import CapsService
-from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol
 from twisted_caps.tap import Options
 
 EXAMPLE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "haproxy", "haproxy.cfg"
 )
 HOST = "127.0.0.1"
-#: Clients connect from these loopback addresses, so each server can tell them apart.
+#: Clients connect from these loopback addresses, so the servers can tell them apart.
 CLIENT_ADDRESSES = ("127.0.0.2", "127.0.0.3")
+CLIENT_FACTORIES = "twisted.internet.endpoints.OneShotFactory"
 
 
-class RecordingStreamFactory(CapsStreamFactory):
-    """The caps factory, noting the peer address each connection reports."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.peers: list[IPv4Address] = []
-
-    def buildProtocol(self, addr: object) -> CapsStreamProtocol:
-        protocol = _RecordingStreamProtocol(self.peers)
-        protocol.factory = self
-        return protocol
-
-
-class _RecordingStreamProtocol(CapsStreamProtocol):
-    def __init__(self, peers: list[IPv4Address]) -> None:
-        super().__init__()
-        self._peers = peers
-
-    def connectionMade(self) -> None:
-        # Behind the haproxy: endpoint, connectionMade comes once the PROXY
-        # header is read, and getPeer is the address it carries.
-        peer = self.transport.getPeer()
-        assert isinstance(peer, IPv4Address)
-        self._peers.append(peer)
-        super().connectionMade()
-
-
-def example_on_loopback(frontend: int, servers: list[int]) -> str:
+def example_on_loopback(frontend: int, servers: list[tuple[int, int]], stats: str) -> str:
     """
     The example configuration with every address moved to loopback: the
-    frontend on C{frontend}, one server per port in C{servers}, logs to
-    standard output. Everything else is the example's own.
+    frontend on C{frontend}, one server per (caps port, metrics port) in
+    C{servers}, logs to standard output, a stats socket at C{stats}.
+    Everything else is the example's own.
     """
     with open(EXAMPLE) as file:
         lines = file.read().splitlines()
@@ -75,13 +55,17 @@ def example_on_loopback(frontend: int, servers: list[int]) -> str:
         setting = line.split()
         if setting[:2] == ["log", "/dev/log"]:
             result.append("    log stdout format raw " + " ".join(setting[2:]))
+            result.append(f"    stats socket {stats} level user")
         elif setting[:1] == ["bind"]:
             result.append(f"    bind {HOST}:{frontend}")
         elif setting[:1] == ["server"]:
             continue
         else:
             result.append(line)
-    result += [f"    server caps{n} {HOST}:{port}" for n, port in enumerate(servers, 1)]
+    result += [
+        f"    server caps{n} {HOST}:{port} port {metrics}"
+        for n, (port, metrics) in enumerate(servers, 1)
+    ]
     text = "\n".join(result) + "\n"
     addresses = re.findall(r"\b\d+\.\d+\.\d+\.\d+\b", text)
     assert addresses and all(a.startswith("127.") for a in addresses), addresses
@@ -94,6 +78,17 @@ def unused_tcp_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def check_statuses(stats: str) -> dict[str, str]:
+    """Each server's last health check result (L7OK, L4CON...), from the stats socket."""
+    with socket.socket(socket.AF_UNIX) as control:
+        control.settimeout(5)
+        control.connect(stats)
+        control.sendall(b"show stat\n")
+        answer = b"".join(iter(lambda: control.recv(65536), b"")).decode()
+    rows = csv.DictReader(io.StringIO(answer.lstrip("# ")))
+    return {row["svname"]: row["check_status"] for row in rows if row["svname"].startswith("caps")}
+
+
 async def until(predicate: Callable[[], object], timeout: float = 20) -> None:
     """Let the reactor run until C{predicate} is true; fail after C{timeout} seconds."""
     deadline = time.monotonic() + timeout
@@ -104,15 +99,22 @@ async def until(predicate: Callable[[], object], timeout: float = 20) -> None:
 
 
 class HAProxyTests(TestCase):
-    def start_caps(self) -> tuple[int, RecordingStreamFactory]:
-        """A caps service behind haproxy:tcp on loopback, recording peers."""
+    def start_caps(self) -> CapsService:
+        """A caps service behind haproxy:tcp on loopback, with metrics."""
         options = Options()
-        options.parseOptions(["--tcp", f"haproxy:tcp:0:interface={HOST}", "--no-udp"])
+        options.parseOptions(
+            [
+                "--tcp",
+                f"haproxy:tcp:0:interface={HOST}",
+                "--no-udp",
+                "--metrics",
+                f"tcp:0:interface={HOST}",
+            ]
+        )
         service = CapsService(options.config, reactor)
-        factory = service.stream_factory = RecordingStreamFactory()
         service.startService()
         self.addCleanup(service.stopService)
-        return service.ports[0].getHost().port, factory  # type: ignore[attr-defined]
+        return service
 
     def start_haproxy(self, configuration: str) -> tuple[subprocess.Popen[bytes], str]:
         """Run HAProxy in the foreground; return it and the path of its output."""
@@ -120,8 +122,8 @@ class HAProxyTests(TestCase):
         path = os.path.abspath(self.mktemp())
         with open(path, "w") as file:
             file.write(configuration)
-        checked = subprocess.run([haproxy, "-c", "-q", "-f", path], capture_output=True)
-        self.assertEqual(checked.returncode, 0, checked.stderr)
+        checked = subprocess.run([haproxy, "-c", "-f", path], capture_output=True)
+        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
         output = path + ".log"
         with open(output, "wb") as log:
             process = subprocess.Popen(
@@ -152,25 +154,30 @@ class HAProxyTests(TestCase):
         return reply, local
 
     async def test_spreads_clients_and_passes_their_addresses(self) -> None:
-        servers = [self.start_caps() for _ in range(2)]
+        services = [self.start_caps() for _ in range(2)]
         events: list[LogEvent] = []
         observer = cast(ILogObserver, events.append)
         globalLogPublisher.addObserver(observer)
         self.addCleanup(globalLogPublisher.removeObserver, observer)
         frontend = unused_tcp_port()
-        configuration = example_on_loopback(frontend, [port for port, _ in servers])
-        haproxy, output = self.start_haproxy(configuration)
+        # A UNIX socket path must be short (HAProxy allows 97 bytes).
+        scratch = tempfile.mkdtemp(prefix="caps-haproxy-")
+        self.addCleanup(shutil.rmtree, scratch, True)
+        stats = os.path.join(scratch, "stats.sock")
+        servers = [
+            (service.ports[0].getHost().port, service.metrics_port.getHost().port)  # type: ignore[attr-defined,union-attr]
+            for service in services
+        ]
+        haproxy, output = self.start_haproxy(example_on_loopback(frontend, servers, stats))
 
-        def checked_both() -> bool:
+        def checks_passed() -> bool:
             if haproxy.poll() is not None:
                 with open(output) as log:
                     self.fail(f"haproxy exited with status {haproxy.returncode}: {log.read()}")
-            return all(factory.peers for _, factory in servers)
+            return os.path.exists(stats) and set(check_statuses(stats).values()) == {"L7OK"}
 
-        # HAProxy checks each server soon after start; the first check to
-        # reach both means HAProxy is up, listening, and checking.
-        await until(checked_both)
-        checks = [len(factory.peers) for _, factory in servers]
+        # Both servers have passed an HTTP check of their metrics endpoint.
+        await until(checks_passed)
 
         clients: list[IPv4Address] = []
         for n in range(4):
@@ -179,18 +186,26 @@ class HAProxyTests(TestCase):
             self.assertEqual(reply, f"HELLO {n} FROM {source}".encode())
             clients.append(local)
 
-        # Round robin: two connections each; every server saw exactly the
-        # addresses and ports the clients connected from.
-        seen = [factory.peers[count:] for count, (_, factory) in zip(checks, servers, strict=True)]
-        client_peers = [[p for p in peers if p.host in CLIENT_ADDRESSES] for peers in seen]
-        self.assertEqual([len(peers) for peers in client_peers], [2, 2])
+        # Round robin: two connections each, and no health check among the
+        # connections the servers admitted.
+        self.assertEqual([service.stream_factory.accepted for service in services], [2, 2])
+
+        # Each server logs each close with the client's own address.
+        def closes() -> list[LogEvent]:
+            return [e for e in events if e.get("log_format", "").startswith("caps: {peer} closed")]
+
+        await until(lambda: len(closes()) == 4)
+        by_server = Counter(id(event["log_source"]) for event in closes())
         self.assertEqual(
-            sorted((p.host, p.port) for peers in client_peers for p in peers),
-            sorted((c.host, c.port) for c in clients),
+            sorted(by_server.values()), [2, 2], "each server logged two client connections"
+        )
+        self.assertEqual(
+            Counter(event["peer"] for event in closes()), Counter(c.host for c in clients)
         )
 
-        # HAProxy logs one line per client connection (naming the client)
-        # and nothing per health check; caps logs nothing at all.
+        # HAProxy logs one line per client connection (naming the client's
+        # address and port) and nothing per health check; caps logs nothing
+        # but the four closes.
         def client_lines() -> list[str]:
             with open(output) as log:
                 return [line for line in log if " caps caps_servers/" in line]
@@ -201,5 +216,7 @@ class HAProxyTests(TestCase):
         with open(output) as log:
             text = log.read()
         self.assertNotIn("Health check", text)
-        client_factories = "twisted.internet.endpoints.OneShotFactory"
-        self.assertEqual([e for e in events if e["log_namespace"] != client_factories], [])
+        self.assertEqual(
+            [e for e in events if e["log_namespace"] != CLIENT_FACTORIES and e not in closes()],
+            [],
+        )
