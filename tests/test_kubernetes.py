@@ -39,15 +39,24 @@ class ManifestTests(SynchronousTestCase):
         self.assertIn("--nodaemon", command[: command.index("caps")])
         options = Options()
         options.parseOptions(command[command.index("caps") + 1 :])
-        self.assertEqual(options.config.tcp, (TcpListener("tcp:1200:interface=0.0.0.0"),))
+        self.assertEqual(
+            [t.description.split(":")[:2] for t in options.config.tcp], [["tcp", "1200"]]
+        )
         self.assertEqual([(u.interface, u.port) for u in options.config.udp], [("", 1200)])
+        self.assertEqual(options.config.metrics, TcpListener("tcp:9100"))
 
     def test_container_declares_tcp_and_udp_ports_the_command_serves(self) -> None:
         ports = {p["name"]: (p["containerPort"], p["protocol"]) for p in self.container["ports"]}
-        self.assertEqual(ports, {"caps-tcp": (1200, "TCP"), "caps-udp": (1200, "UDP")})
+        self.assertEqual(
+            ports,
+            {"caps-tcp": (1200, "TCP"), "caps-udp": (1200, "UDP"), "metrics": (9100, "TCP")},
+        )
 
     def test_readiness_is_a_tcp_check_of_the_caps_port(self) -> None:
         self.assertEqual(self.container["readinessProbe"]["tcpSocket"], {"port": "caps-tcp"})
+
+    def test_liveness_is_a_tcp_check_of_the_quiet_metrics_port(self) -> None:
+        self.assertEqual(self.container["livenessProbe"]["tcpSocket"], {"port": "metrics"})
 
     def test_runs_unprivileged(self) -> None:
         pod = self.deployment["spec"]["template"]["spec"]
