@@ -38,9 +38,17 @@ class Recorder(Protocol):
         self.events.append("lost")
 
 
+class Refuser(Recorder):
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.transport.loseConnection()
+
+
 class WrapperTests(SynchronousTestCase):
-    def connect(self) -> tuple[Recorder, Protocol, StringTransportWithDisconnection]:
-        recorder = Recorder()
+    def connect(
+        self, recorder: Recorder | None = None
+    ) -> tuple[Recorder, Protocol, StringTransportWithDisconnection]:
+        recorder = recorder or Recorder()
         factory = HalfCloseProxyProtocolFactory(Factory.forProtocol(lambda: recorder))
         wrapper = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
         assert wrapper is not None
@@ -88,3 +96,13 @@ class WrapperTests(SynchronousTestCase):
         IHalfCloseableProtocol(wrapper).readConnectionLost()
         self.assertFalse(transport.connected)
         self.assertEqual(recorder.events, [])
+
+    def test_protocol_that_closes_at_once_gets_no_data(self) -> None:
+        # A connection refused in connectionMade (over a limit) must not be
+        # answered, even when the data came with the header.
+        recorder, wrapper, transport = self.connect(Refuser())
+        wrapper.dataReceived(V1_HEADER + b"hello")
+        self.assertEqual(
+            recorder.events, [("made", IPv4Address("TCP", "192.0.2.7", 40000)), "lost"]
+        )
+        self.assertFalse(transport.connected)

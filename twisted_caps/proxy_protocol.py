@@ -83,7 +83,9 @@ class HalfCloseProxyProtocolWrapper(HAProxyProtocolWrapper):
         self._proxyInfo = info
         self._started = True
         self.wrappedProtocol.makeConnection(ITransport(self))
-        if remaining:
+        # A protocol that closed at once (a connection over a limit) gets no
+        # data, as over plain TCP, where loseConnection stops reading.
+        if remaining and not self.disconnecting:
             self.wrappedProtocol.dataReceived(remaining)
 
     def readConnectionLost(self) -> None:
