@@ -23,6 +23,7 @@ from typing import cast
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
@@ -99,7 +100,7 @@ async def until(predicate: Callable[[], object], timeout: float = 20) -> None:
 
 
 class HAProxyTests(TestCase):
-    def start_caps(self) -> CapsService:
+    def start_caps(self, *argv: str) -> CapsService:
         """A caps service behind haproxy:tcp on loopback, with metrics."""
         options = Options()
         options.parseOptions(
@@ -109,6 +110,7 @@ class HAProxyTests(TestCase):
                 "--no-udp",
                 "--metrics",
                 f"tcp:0:interface={HOST}",
+                *argv,
             ]
         )
         service = CapsService(options.config, reactor)
@@ -153,12 +155,11 @@ class HAProxyTests(TestCase):
         reply: bytes = await exchange.reply.addTimeout(10, reactor)
         return reply, local
 
-    async def test_spreads_clients_and_passes_their_addresses(self) -> None:
-        services = [self.start_caps() for _ in range(2)]
-        events: list[LogEvent] = []
-        observer = cast(ILogObserver, events.append)
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
+    async def proxy_for(self, services: list[CapsService]) -> tuple[int, str]:
+        """
+        Start HAProxy, configured as the example, in front of C{services};
+        wait until it has checked them all. Return its port and log path.
+        """
         frontend = unused_tcp_port()
         # A UNIX socket path must be short (HAProxy allows 97 bytes).
         scratch = tempfile.mkdtemp(prefix="caps-haproxy-")
@@ -176,8 +177,17 @@ class HAProxyTests(TestCase):
                     self.fail(f"haproxy exited with status {haproxy.returncode}: {log.read()}")
             return os.path.exists(stats) and set(check_statuses(stats).values()) == {"L7OK"}
 
-        # Both servers have passed an HTTP check of their metrics endpoint.
+        # Every server has passed an HTTP check of its metrics endpoint.
         await until(checks_passed)
+        return frontend, output
+
+    async def test_spreads_clients_and_passes_their_addresses(self) -> None:
+        services = [self.start_caps() for _ in range(2)]
+        events: list[LogEvent] = []
+        observer = cast(ILogObserver, events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        frontend, output = await self.proxy_for(services)
 
         clients: list[IPv4Address] = []
         for n in range(4):
@@ -220,3 +230,26 @@ class HAProxyTests(TestCase):
             [e for e in events if e["log_namespace"] != CLIENT_FACTORIES and e not in closes()],
             [],
         )
+
+    async def test_per_peer_limit_counts_the_client_address_not_haproxy(self) -> None:
+        [service] = services = [self.start_caps("--max-per-peer", "1")]
+        frontend, _ = await self.proxy_for(services)
+        first, second = CLIENT_ADDRESSES
+
+        # One connection from the first address, held open (HAProxy connects
+        # to the server, sending the PROXY header, as soon as it is accepted).
+        held_endpoint = TCP4ClientEndpoint(reactor, HOST, frontend, bindAddress=(first, 0))
+        held = await connectProtocol(held_endpoint, Protocol())
+        assert held.transport is not None
+        self.addCleanup(held.transport.abortConnection)
+        await until(lambda: service.stream_factory.accepted == 1)
+
+        # A second one from the same address is over the limit: closed at once.
+        reply, _ = await self.ask(frontend, first, b"one too many")
+        self.assertEqual(reply, b"")
+        await until(lambda: sum(service.stream_factory.refused.values()) == 1)
+
+        # Another address is still served.
+        reply, _ = await self.ask(frontend, second, b"hello")
+        self.assertEqual(reply, b"HELLO")
+        self.assertEqual(service.stream_factory.accepted, 2)
