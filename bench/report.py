@@ -1,0 +1,119 @@
+"""
+The results as Markdown tables: one of measurements, one of ratios to the
+C epoll server, and the correctness counts the smoke test relies on.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Results = dict[str, Any]
+BASELINE = "c"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A line of the table: a label and how to read it from a workload's counts."""
+
+    label: str
+    workload: str
+    value: Callable[[dict[str, float]], float | str]
+    ratio: bool = True
+
+
+def _latency(counts: dict[str, float]) -> str:
+    return f"{counts['p50_us']:.0f} / {counts['p99_us']:.0f}"
+
+
+def _busy(counts: dict[str, float]) -> str:
+    return f"{counts['server_busy']:.0%} / {counts['load_busy']:.0%}"
+
+
+def _per_cpu(key: str) -> Callable[[dict[str, float]], float]:
+    """The figure per second of server CPU: what a core to itself would give."""
+    return lambda counts: counts[key] / counts["server_busy"] if counts["server_busy"] else 0.0
+
+
+ROWS = (
+    Row("req/resp 1 conn, msg/s", "rr1", lambda c: c["rate"]),
+    Row("  p50 / p99 latency, µs", "rr1", _latency, ratio=False),
+    Row("req/resp 100 conns, msg/s", "rr100", lambda c: c["rate"]),
+    Row("  p50 / p99 latency, µs", "rr100", _latency, ratio=False),
+    Row("  CPU busy: server / load gen", "rr100", _busy, ratio=False),
+    Row("  per server CPU-second", "rr100", _per_cpu("rate")),
+    Row("bulk 10 conns, MB/s", "bulk", lambda c: c["mb_per_s"]),
+    Row("  CPU busy: server / load gen", "bulk", _busy, ratio=False),
+    Row("  per server CPU-second", "bulk", _per_cpu("mb_per_s")),
+    Row("churn, conn/s", "churn", lambda c: c["rate"]),
+    Row("  CPU busy: server / load gen", "churn", _busy, ratio=False),
+    Row("  per server CPU-second", "churn", _per_cpu("rate")),
+    Row("UDP, datagrams/s", "udp", lambda c: c["rate"]),
+    Row("  CPU busy: server / load gen", "udp", _busy, ratio=False),
+    Row("  per server CPU-second", "udp", _per_cpu("rate")),
+    Row("RSS per idle conn, KiB", "idle", lambda c: c["kib_per_conn"], ratio=False),
+)
+
+
+def _format(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.2f}"
+
+
+def tables(results: Results) -> str:
+    """The measurement table and the ratio table, as Markdown."""
+    servers = results["servers"]
+    names = list(servers)
+    header = "| workload | " + " | ".join(servers[n]["title"] for n in names) + " |"
+    rule = "|---" * (len(names) + 1) + "|"
+    lines = [header, rule]
+    for row in ROWS:
+        cells = [_cell(servers[name], row) for name in names]
+        lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    lines += ["", f"Ratio to {servers[BASELINE]['title']} (higher is better):", "", header, rule]
+    for row in ROWS:
+        if row.ratio:
+            cells = [_ratio(servers[name], servers[BASELINE], row) for name in names]
+            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    idle = [s for s in servers.values() if "workloads" in s and "idle" in s["workloads"]]
+    short = [f"{s['title']} held {s['workloads']['idle']['ops']:.0f}" for s in idle
+             if s["workloads"]["idle"]["short_of"]]  # fmt: skip
+    if short:
+        lines += ["", "Idle connections fewer than asked: " + "; ".join(short) + "."]
+    skipped = [f"{s['title']}: {s['skipped']}" for s in servers.values() if "skipped" in s]
+    if skipped:
+        lines += ["", "Skipped: " + "; ".join(skipped) + "."]
+    return "\n".join(lines)
+
+
+def _cell(server: Results, row: Row) -> str:
+    if "skipped" in server:
+        return "skipped"
+    return _format(row.value(server["workloads"][row.workload]))
+
+
+def _ratio(server: Results, baseline: Results, row: Row) -> str:
+    if "skipped" in server or "skipped" in baseline:
+        return "-"
+    mine = row.value(server["workloads"][row.workload])
+    theirs = row.value(baseline["workloads"][row.workload])
+    assert isinstance(mine, float | int) and isinstance(theirs, float | int)
+    return f"{mine / theirs:.2f}" if theirs else "-"
+
+
+def correctness(results: Results) -> str:
+    """One line per server: replies checked, wrong, failed connections, UDP lost."""
+    lines = []
+    for server in results["servers"].values():
+        if "skipped" in server:
+            continue
+        counts = server["workloads"].values()
+        checked = sum(int(c.get("checked", c["ops"])) for c in counts)
+        bad = sum(int(c["bad"]) for c in counts)
+        errors = sum(int(c["errors"]) for c in counts)
+        lost = sum(int(c["lost"]) for c in counts)
+        lines.append(
+            f"{server['title']}: {checked:,} replies checked, {bad} wrong, "
+            f"{errors} connection errors, {lost} UDP datagrams lost"
+        )
+    return "\n".join(lines)
