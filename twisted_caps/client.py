@@ -1,11 +1,13 @@
 # -*- test-case-name: tests.test_client -*-
 """
-Ask a caps server to capitalize text, over TCP or UDP; also the
-C{caps-client} command.
+Ask a caps server to capitalize text, over TCP (optionally TLS) or UDP; also
+the C{caps-client} command.
 
 Both calls return a Deferred that fires with the reply bytes, or fails with
 C{ConnectionRefusedError}, C{DNSLookupError} or C{TimeoutError}: a server
-that never answers cannot make a caller wait longer than C{timeout}.
+that never answers cannot make a caller wait longer than C{timeout}. Over
+TLS, a certificate that is untrusted or names another host fails the call
+with L{TLSVerificationError}.
 """
 
 import os
@@ -16,31 +18,60 @@ from twisted.internet import error
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, ITCPTransport, IUDPTransport
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHandshakeListener,
+    IOpenSSLClientConnectionCreator,
+    IReactorTime,
+    ITCPTransport,
+    IUDPTransport,
+)
 from twisted.internet.protocol import DatagramProtocol, Protocol, connectionDone
 from twisted.internet.task import react
 from twisted.internet.threads import deferToThread
 from twisted.python import usage
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_UDP_RETRIES = 2
 PROMPT = b"Input lowercase sentence: "
 
 
+class TLSVerificationError(Exception):
+    """The server's TLS certificate is not trusted or names another host."""
+
+
+@implementer(IHandshakeListener)
 class _StreamExchange(Protocol):
-    """Send the text, half-close, and collect the reply until the server closes."""
+    """
+    Send the text, signal the end of input, and collect the reply until the
+    server closes.
+
+    Over plain TCP the end of input is a half-close (FIN). Over TLS it is a
+    close_notify alert sent once the handshake is done: Twisted's TLS
+    transport has no half-close of its own (its C{loseWriteConnection}
+    would shut down the TCP socket under TLS, before the handshake can
+    finish), while C{loseConnection} sends close_notify and keeps reading
+    until the server's own close_notify.
+    """
 
     transport: ITCPTransport
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, tls: bool = False) -> None:
         self._data = data
+        self._tls = tls
         self._chunks: list[bytes] = []
         self.reply: Deferred[bytes] = Deferred(lambda _: self.transport.abortConnection())
 
     def connectionMade(self) -> None:
+        if not self._tls:
+            self.transport.write(self._data)
+            self.transport.loseWriteConnection()
+
+    def handshakeCompleted(self) -> None:
         self.transport.write(self._data)
-        self.transport.loseWriteConnection()
+        self.transport.loseConnection()
 
     def dataReceived(self, data: bytes) -> None:
         self._chunks.append(data)
@@ -50,21 +81,75 @@ class _StreamExchange(Protocol):
             return
         if reason.check(error.ConnectionDone):
             self.reply.callback(b"".join(self._chunks))
+        elif self._tls and _is_verification_failure(reason):
+            self.reply.errback(TLSVerificationError(_verification_message(reason)))
         else:
             self.reply.errback(reason)
 
 
+def tls_client_options(host: str, ca_file: str | None = None) -> IOpenSSLClientConnectionCreator:
+    """
+    TLS settings that accept only a certificate for C{host} (a DNS name or
+    an IP address) signed by the CA in the PEM file C{ca_file}, or by one
+    the system trusts when C{ca_file} is None. Needs the C{tls} extra.
+    """
+    from twisted.internet import ssl
+
+    trust: Any = ssl.platformTrust()
+    if ca_file is not None:
+        with open(ca_file, "rb") as pem:
+            trust = ssl.Certificate.loadPEM(pem.read())
+    creator: IOpenSSLClientConnectionCreator = ssl.optionsForClientTLS(host, trustRoot=trust)
+    return creator
+
+
+def _is_verification_failure(reason: Failure) -> bool:
+    from OpenSSL import SSL
+    from service_identity import VerificationError
+
+    return reason.check(SSL.Error, VerificationError) is not None
+
+
+def _verification_message(reason: Failure) -> str:
+    """One line for a failed TLS handshake: OpenSSL's reason, or the name mismatch."""
+    from OpenSSL import SSL
+
+    value = reason.value
+    if isinstance(value, SSL.Error):
+        reasons = [
+            entry[2] for entry in value.args[0] if isinstance(entry, tuple) and len(entry) == 3
+        ]
+        return "TLS handshake failed: " + ("; ".join(reasons) or str(value))
+    names = []
+    for mismatch in getattr(value, "errors", ()):
+        wanted = getattr(mismatch, "mismatched_id", None)
+        name = getattr(wanted, "hostname", None) or getattr(wanted, "ip", None)
+        if name is not None:
+            names.append(name.decode("ascii", "replace") if isinstance(name, bytes) else str(name))
+    return f"TLS certificate is not valid for {', '.join(names) or 'this host name'}"
+
+
 def capitalize_over_tcp(
-    reactor: Any, host: str, port: int, data: bytes, timeout: float = DEFAULT_TIMEOUT
+    reactor: Any,
+    host: str,
+    port: int,
+    data: bytes,
+    timeout: float = DEFAULT_TIMEOUT,
+    tls: IOpenSSLClientConnectionCreator | None = None,
 ) -> "Deferred[bytes]":
     """
-    Capitalize C{data} on the caps server at C{host}:C{port} over TCP.
+    Capitalize C{data} on the caps server at C{host}:C{port} over TCP, or
+    over TLS with the settings C{tls} (see L{tls_client_options}).
 
     The whole exchange (connect, send, receive until the server closes)
     must finish within C{timeout} seconds.
     """
-    exchange = _StreamExchange(data)
-    endpoint = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    exchange = _StreamExchange(data, tls=tls is not None)
+    endpoint: Any = HostnameEndpoint(reactor, host, port, timeout=timeout)
+    if tls is not None:
+        from twisted.internet.endpoints import wrapClientTLS
+
+        endpoint = wrapClientTLS(tls, endpoint)
     result: Deferred[bytes] = connectProtocol(endpoint, exchange).addCallback(
         lambda _: exchange.reply
     )
@@ -188,16 +273,24 @@ class ClientOptions(usage.Options):
     """
     Print the capitalization of TEXT, as a caps server gives it. With no
     TEXT, read standard input line by line and print each reply.
+
+    With --tls, the server's certificate must name --host and be signed by
+    the CA in --ca (a PEM file), or by one the system trusts; otherwise the
+    client prints one line and exits with status 1.
     """
 
-    synopsis = "[--host H] [--port P] [--udp] [--timeout S] [TEXT...]"
+    synopsis = "[--host H] [--port P] [--udp | --tls [--ca FILE]] [--timeout S] [TEXT...]"
     longdesc = __doc__
     optParameters = [
         ["host", None, "localhost", "Server host name or address."],
         ["port", "p", 1200, "Server port.", int],
         ["timeout", "t", DEFAULT_TIMEOUT, "Seconds to wait for each reply.", float],
+        ["ca", None, None, "With --tls: trust only the CA certificate(s) in this PEM file."],
     ]
-    optFlags = [["udp", "u", "Use UDP instead of TCP."]]
+    optFlags = [
+        ["udp", "u", "Use UDP instead of TCP."],
+        ["tls", None, "Use TLS over TCP, verifying the server's certificate and host name."],
+    ]
 
     def parseArgs(self, *text: str) -> None:
         self["text"] = list(text)
@@ -207,6 +300,10 @@ class ClientOptions(usage.Options):
             raise usage.UsageError(f"--port: {self['port']} is not a port number (1-65535)")
         if self["timeout"] <= 0:
             raise usage.UsageError("--timeout must be more than 0 seconds")
+        if self["udp"] and self["tls"]:
+            raise usage.UsageError("--tls works over TCP only, not with --udp")
+        if self["ca"] is not None and not self["tls"]:
+            raise usage.UsageError("--ca needs --tls")
 
 
 def _describe_failure(failure: Exception, options: ClientOptions) -> str:
@@ -217,20 +314,47 @@ def _describe_failure(failure: Exception, options: ClientOptions) -> str:
         return f"cannot resolve host {options['host']!r}"
     if isinstance(failure, error.TimeoutError):
         return f"no reply from {server} within {options['timeout']:g} seconds"
+    if isinstance(failure, TLSVerificationError):
+        return f"{server}: {failure}"
     return f"{server}: {failure}"
+
+
+def _tls_options_for(options: ClientOptions) -> IOpenSSLClientConnectionCreator:
+    """The TLS settings of C{--tls}; a missing library or bad C{--ca} exits with one line."""
+    try:
+        from OpenSSL import crypto
+    except ImportError:
+        raise SystemExit(
+            "caps-client: --tls needs pyOpenSSL: pip install 'twisted-caps[tls]'"
+        ) from None
+    try:
+        return tls_client_options(options["host"], options["ca"])
+    except OSError as failure:
+        raise SystemExit(f"caps-client: --ca: {failure.strerror}: {failure.filename}") from None
+    except crypto.Error:
+        raise SystemExit(f"caps-client: --ca {options['ca']}: not a PEM certificate") from None
 
 
 async def run(reactor: Any, options: ClientOptions) -> None:
     """Carry out one C{caps-client} invocation; failures exit with status 1."""
-    send = capitalize_over_udp if options["udp"] else capitalize_over_tcp
     out = sys.stdout.buffer
+    tls = _tls_options_for(options) if options["tls"] else None
+
+    def send(data: bytes) -> "Deferred[bytes]":
+        host, port, timeout = options["host"], options["port"], options["timeout"]
+        if options["udp"]:
+            return capitalize_over_udp(reactor, host, port, data, timeout=timeout)
+        return capitalize_over_tcp(reactor, host, port, data, timeout=timeout, tls=tls)
 
     async def ask(data: bytes) -> bytes:
         try:
-            reply: bytes = await send(
-                reactor, options["host"], options["port"], data, timeout=options["timeout"]
-            )
-        except (error.ConnectError, error.DNSLookupError, error.TimeoutError) as failure:
+            reply: bytes = await send(data)
+        except (
+            error.ConnectError,
+            error.DNSLookupError,
+            error.TimeoutError,
+            TLSVerificationError,
+        ) as failure:
             sys.stderr.write(f"caps-client: {_describe_failure(failure, options)}\n")
             raise SystemExit(1) from None
         return reply

@@ -1,0 +1,142 @@
+"""
+deploy/systemd: the unit files are valid, and the command they run serves a
+TCP socket handed over by systemd socket activation.
+"""
+
+import configparser
+import os
+import shlex
+import shutil
+import socket
+import subprocess
+
+from twisted.trial.unittest import TestCase
+
+from tests.servers import BIN, Daemon, logged_ports, require_program, twistd
+from tests.test_twistd import wait_for
+
+UNITS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "systemd"
+)
+INSTALLED_TWISTD = "/opt/twisted-caps/bin/twistd"
+HOST = "127.0.0.1"
+
+
+def read_unit(name: str) -> configparser.ConfigParser:
+    """A unit file's sections and settings (the last one wins for a repeated key)."""
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    with open(os.path.join(UNITS, name)) as file:
+        unit.read_file(file)
+    return unit
+
+
+def exec_start_on_loopback() -> list[str]:
+    """
+    caps.service's command, run with this checkout's twistd and its UDP
+    listener moved to a free loopback port.
+    """
+    argv = shlex.split(read_unit("caps.service")["Service"]["ExecStart"])
+    assert argv[0] == INSTALLED_TWISTD, argv
+    command = [os.path.join(BIN, "twistd")]
+    arguments = iter(argv[1:])
+    for argument in arguments:
+        command.append(argument)
+        if argument == "--udp":
+            next(arguments)
+            command.append(f"{HOST}:0")
+    return command
+
+
+def unused_tcp_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+class UnitFileTests(TestCase):
+    def test_service_runs_unprivileged_restarts_and_takes_the_socket(self) -> None:
+        service = read_unit("caps.service")
+        settings = service["Service"]
+        self.assertEqual(settings["DynamicUser"], "yes")
+        self.assertNotIn("User", settings)  # a fixed User= would need creating first
+        self.assertEqual(settings["Restart"], "on-failure")
+        self.assertIn("caps.socket", service["Unit"]["Requires"].split())
+        argv = shlex.split(settings["ExecStart"])
+        self.assertEqual(argv[1:5], ["--nodaemon", "--pidfile=", "--logfile=-", "caps"])
+        self.assertEqual(argv[argv.index("--tcp") + 1], "systemd:domain=INET:index=0")
+
+    def test_socket_is_ipv4_stream_with_a_name(self) -> None:
+        settings = read_unit("caps.socket")["Socket"]
+        self.assertEqual(settings["ListenStream"], "0.0.0.0:1200")  # domain=INET
+        self.assertEqual(settings["FileDescriptorName"], "caps")
+
+    def test_systemd_analyze_verify_accepts_the_units(self) -> None:
+        analyze = require_program("systemd-analyze")
+        directory = self.mktemp()
+        os.makedirs(directory)
+        shutil.copy(os.path.join(UNITS, "caps.socket"), directory)
+        with open(os.path.join(UNITS, "caps.service")) as source:
+            text = source.read().replace(INSTALLED_TWISTD, os.path.join(BIN, "twistd"))
+        with open(os.path.join(directory, "caps.service"), "w") as target:
+            target.write(text)
+        done = subprocess.run(
+            [
+                analyze,
+                "verify",
+                *(os.path.join(directory, unit) for unit in ("caps.socket", "caps.service")),
+            ],
+            capture_output=True,
+            timeout=60,
+        )
+        self.assertEqual((done.returncode, done.stdout + done.stderr), (0, b""))
+
+
+class SocketActivationTests(TestCase):
+    def test_serves_the_socket_systemd_passes(self) -> None:
+        activate = require_program("systemd-socket-activate")
+        port = unused_tcp_port()
+        name = read_unit("caps.socket")["Socket"]["FileDescriptorName"]
+        command = [activate, "--listen", f"{HOST}:{port}", f"--fdname={name}"]
+        log_path = os.path.abspath(self.mktemp())
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(
+                [*command, *exec_start_on_loopback()],
+                stdout=log,
+                stderr=log,
+                stdin=subprocess.DEVNULL,
+            )
+        daemon = Daemon(process, log_path)
+        self.addCleanup(daemon.stop)
+        wait_for(lambda: f"Listening on {HOST}:{port}".encode() in daemon.output)
+        # caps starts on the first connection, which waits in the backlog.
+        with socket.create_connection((HOST, port), timeout=15) as client:
+            client.sendall(b"hello systemd")
+            client.shutdown(socket.SHUT_WR)
+            reply = b"".join(iter(lambda: client.recv(4096), b""))
+        self.assertEqual(reply, b"HELLO SYSTEMD")
+        wait_for(lambda: {"TCP", "UDP"} <= set(logged_ports(daemon.output)))
+        self.assertEqual(logged_ports(daemon.output)["TCP"], port)
+
+
+class MissingSocketTests(TestCase):
+    def test_without_an_inherited_socket_is_one_line_and_status_1(self) -> None:
+        environment = {
+            key: value for key, value in os.environ.items() if not key.startswith("LISTEN_")
+        }
+        done = subprocess.run(
+            twistd("--tcp", "systemd:domain=INET:index=0", "--no-udp"),
+            capture_output=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+            env=environment,
+        )
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(done.stdout, b"")
+        self.assertEqual(
+            done.stderr.splitlines(),
+            [
+                b"caps: --tcp systemd:domain=INET:index=0: no such inherited socket"
+                b" (start the service through systemd socket activation) (see --help)"
+            ],
+        )
