@@ -25,6 +25,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_caps.immediate import send_now, supports_immediate_send
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
@@ -58,6 +59,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self._admitted = False
         self._abort_call: IDelayedCall | None = None
         self._discarding = False
+        self._immediate = False
         self._capitalizer = StreamCapitalizer()
         self.opened_at = 0.0
         self.bytes_in = 0
@@ -72,6 +74,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             self.transport.loseConnection()
             return
         self._admitted = True
+        self._immediate = supports_immediate_send(self.transport)
         self.opened_at = self.factory.clock.seconds()
         producer = _CountedPauses(IPushProducer(self.transport), self.factory)
         IConsumer(self.transport).registerProducer(producer, True)
@@ -95,7 +98,10 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
     def _send(self, reply: bytes) -> None:
         self.bytes_out += len(reply)
         self.factory.bytes_sent += len(reply)
-        self.transport.write(reply)
+        if self._immediate:
+            send_now(self.transport, reply)
+        else:
+            self.transport.write(reply)
 
     def readConnectionLost(self) -> None:
         """The client sent its last byte: flush, answer, then close."""

@@ -1,0 +1,80 @@
+"""Tests for L{twisted_caps.immediate}."""
+
+import socket
+
+from twisted.internet import reactor
+from twisted.internet.error import ConnectionLost
+from twisted.internet.task import deferLater
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tests.servers import port_of, start_in_reactor
+from twisted_caps.immediate import send_now, supports_immediate_send
+
+
+class FakeTCPBuffer:
+    """The attributes of C{tcp.Connection} that L{send_now} reads."""
+
+    def __init__(self, accepts: int | Exception, queued: bytes = b"") -> None:
+        self.dataBuffer = queued
+        self.offset = 0
+        self._tempDataLen = 0
+        self.connected = True
+        self.disconnecting = False
+        self._writeDisconnecting = False
+        self.accepts = accepts
+        self.sent: list[bytes] = []
+        self.buffered: list[bytes] = []
+
+    def writeSomeData(self, data: bytes) -> int | Exception:
+        self.sent.append(data)
+        if isinstance(self.accepts, Exception):
+            return self.accepts
+        return min(self.accepts, len(data))
+
+    def write(self, data: bytes) -> None:
+        self.buffered.append(data)
+
+
+class SendNowTests(SynchronousTestCase):
+    def test_empty_buffer_sends_at_once(self) -> None:
+        transport = FakeTCPBuffer(accepts=100)
+        send_now(transport, b"HELLO")
+        self.assertEqual((transport.sent, transport.buffered), ([b"HELLO"], []))
+
+    def test_what_the_kernel_does_not_take_is_buffered_in_order(self) -> None:
+        transport = FakeTCPBuffer(accepts=2)
+        send_now(transport, b"HELLO")
+        self.assertEqual((transport.sent, transport.buffered), ([b"HELLO"], [b"LLO"]))
+
+    def test_queued_bytes_go_first(self) -> None:
+        transport = FakeTCPBuffer(accepts=100, queued=b"EARLIER")
+        send_now(transport, b"LATER")
+        self.assertEqual((transport.sent, transport.buffered), ([], [b"LATER"]))
+
+    def test_a_send_error_leaves_the_bytes_to_twisted(self) -> None:
+        transport = FakeTCPBuffer(accepts=ConnectionLost())
+        send_now(transport, b"HELLO")
+        self.assertEqual(transport.buffered, [b"HELLO"])
+
+    def test_a_closing_transport_is_not_sent_on(self) -> None:
+        transport = FakeTCPBuffer(accepts=100)
+        transport.disconnecting = True
+        send_now(transport, b"HELLO")
+        self.assertEqual((transport.sent, transport.buffered), ([], [b"HELLO"]))
+
+
+class SupportTests(TestCase):
+    def test_string_transport_keeps_the_plain_write(self) -> None:
+        self.assertFalse(supports_immediate_send(StringTransport()))
+
+    async def test_a_served_tcp_connection_sends_at_once(self) -> None:
+        service = start_in_reactor(self, "--no-udp")
+        client = socket.create_connection(("127.0.0.1", port_of(service, "TCP")))
+        self.addCleanup(client.close)
+        for _ in range(200):
+            if service.stream_factory.connections:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        [protocol] = service.stream_factory.connections
+        self.assertTrue(supports_immediate_send(protocol.transport))

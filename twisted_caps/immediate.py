@@ -1,0 +1,44 @@
+# -*- test-case-name: tests.test_immediate -*-
+"""
+Send on a TCP transport at once when nothing is queued, as asyncio does.
+
+Twisted's C{transport.write} always buffers: the bytes go out on the next
+reactor iteration, after one C{epoll_ctl} to watch for writability and
+before another to stop. For a request/response exchange that is two extra
+system calls and a second trip round the reactor per message. When the
+transport's buffer is empty, sending straight away is equivalent and
+cheaper; whatever the kernel does not take is handed to C{write} as usual,
+so ordering, flow control and error handling stay Twisted's.
+
+This reads C{twisted.internet.tcp.Connection}'s buffer attributes, which
+are not public; it applies only to that exact class (TLS, PROXY-protocol
+and test transports keep the plain C{write}), and is the change to
+propose upstream: C{FileDescriptor.write} could try C{writeSomeData} when
+its buffer is empty.
+"""
+
+from typing import Any
+
+from twisted.internet import tcp
+
+
+def supports_immediate_send(transport: object) -> bool:
+    """Whether L{send_now} may be used on C{transport}."""
+    return type(transport) is tcp.Server
+
+
+def send_now(transport: Any, data: bytes) -> None:
+    """Write C{data} on a C{tcp.Server}, sending at once if nothing is queued."""
+    if (
+        transport.offset == len(transport.dataBuffer)
+        and not transport._tempDataLen
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnecting
+    ):
+        sent = transport.writeSomeData(data)
+        if isinstance(sent, int):
+            if sent == len(data):
+                return
+            data = data[sent:]
+    transport.write(data)
