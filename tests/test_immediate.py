@@ -9,7 +9,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import port_of, start_in_reactor
-from twisted_caps.immediate import send_now, supports_immediate_send
+from twisted_caps.immediate import datagram_sender, send_now, supports_immediate_send
 
 
 class FakeTCPBuffer:
@@ -78,3 +78,18 @@ class SupportTests(TestCase):
             await deferLater(reactor, 0.01, lambda: None)
         [protocol] = service.stream_factory.connections
         self.assertTrue(supports_immediate_send(protocol.transport))
+
+
+class DatagramSenderTests(TestCase):
+    def test_only_a_real_udp_port_gets_the_socket_sendto(self) -> None:
+        self.assertIsNone(datagram_sender(object()))
+        service = start_in_reactor(self, "--no-tcp")
+        [protocol] = service.datagram_protocols
+        sender = datagram_sender(protocol.transport)
+        self.assertIsNotNone(sender)
+        receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(receiver.close)
+        receiver.bind(("127.0.0.1", 0))
+        assert sender is not None
+        sender(b"DIRECT", receiver.getsockname())
+        self.assertEqual(receiver.recvfrom(64)[0], b"DIRECT")

@@ -3,6 +3,7 @@
 The UDP capitalization protocol: one reply datagram per datagram received.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet.error import MessageLengthError
@@ -10,6 +11,7 @@ from twisted.internet.interfaces import IReactorTime, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
+from twisted_caps.immediate import datagram_sender
 from twisted_caps.limits import DatagramRateLimit
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import capitalize
@@ -59,9 +61,14 @@ class CapsDatagramProtocol(DatagramProtocol):
         self._clock = clock
         self._drop_logs: dict[str, LogThrottle] = {}
         self._own_port = -1
+        self._send: Callable[[bytes, tuple[str, int]], object] = self._write
 
     def startProtocol(self) -> None:
         self._own_port = self.transport.getHost().port
+        self._send = datagram_sender(self.transport) or self._write
+
+    def _write(self, reply: bytes, addr: tuple[str, int]) -> None:
+        self.transport.write(reply, addr)
 
     def datagramReceived(self, datagram: bytes, addr: tuple[str, int]) -> None:
         counters = self.counters
@@ -82,7 +89,7 @@ class CapsDatagramProtocol(DatagramProtocol):
             self._drop(addr, "oversize", f"reply of {len(reply)} bytes exceeds the UDP maximum")
             return
         try:
-            self.transport.write(reply, addr)
+            self._send(reply, addr)
         except (OSError, MessageLengthError) as error:
             counters.dropped_send_error += 1
             self._drop(addr, "send-error", f"send failed: {error}")

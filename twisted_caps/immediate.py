@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_immediate -*-
 """
-Send on a TCP transport at once when nothing is queued, as asyncio does.
+Send on a TCP transport at once when nothing is queued, as asyncio does;
+send UDP replies without re-checking the address the kernel gave.
 
 Twisted's C{transport.write} always buffers: the bytes go out on the next
 reactor iteration, after one C{epoll_ctl} to watch for writability and
@@ -17,9 +18,10 @@ propose upstream: C{FileDescriptor.write} could try C{writeSomeData} when
 its buffer is empty.
 """
 
+from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import tcp
+from twisted.internet import tcp, udp
 
 
 def supports_immediate_send(transport: object) -> bool:
@@ -42,3 +44,18 @@ def send_now(transport: Any, data: bytes) -> None:
                 return
             data = data[sent:]
     transport.write(data)
+
+
+def datagram_sender(transport: object) -> Callable[[bytes, tuple[str, int]], object] | None:
+    """
+    The socket's own C{sendto} for a C{udp.Port}, or None for other transports.
+
+    C{udp.Port.write} checks that the address is an IP address, three calls
+    per datagram; a reply goes to the address C{recvfrom} just gave, so the
+    check can only pass. Errors are raised as C{OSError} (a full buffer, a
+    reply the kernel will not take), for the caller to count.
+    """
+    if type(transport) is not udp.Port:
+        return None
+    sendto: Callable[[bytes, tuple[str, int]], object] = transport.socket.sendto
+    return sendto
