@@ -124,6 +124,8 @@ class CapsService(Service):
     def _adopt(self, inherited: InheritedSocket) -> None:
         """Serve on an inherited listening socket, then close the inherited descriptor."""
         fd, family = inherited.fd, inherited.family
+        # The reactor expects a non-blocking socket: a blocking accept would hang it.
+        os.set_blocking(fd, False)
         if inherited.kind == "TCP":
             port = self._reactor.adoptStreamPort(fd, family, self.stream_factory)
         else:

@@ -113,6 +113,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--interface: {interface!r} is not an IP address")
         tcp: tuple[TcpListener, ...] = ()
         udp: tuple[UdpListener, ...] = ()
+        workers = parse_workers(self["workers"], self["tcp"], self["metrics"])
         if not self["no-tcp"]:
             descriptions = self["tcp"] or [default_tcp_description(interface, port)]
             tcp = tuple(parse_tcp_listener(d, "--tcp") for d in descriptions)
@@ -122,7 +123,6 @@ class Options(usage.Options):
             )
         if not (tcp or udp):
             raise usage.UsageError("--no-tcp and --no-udp leave nothing to serve")
-        workers = parse_workers(self["workers"], tcp, self["metrics"])
         self.config = CapsConfig(
             tcp=tcp,
             udp=udp,
@@ -166,16 +166,16 @@ def parse_seconds(text: str, option: str) -> float:
 WORKER_ENDPOINTS = ("tcp:", "tcp6:", "unix:")
 
 
-def parse_workers(text: str, tcp: Sequence[TcpListener], metrics: str | None) -> int:
+def parse_workers(text: str, descriptions: Sequence[str], metrics: str | None) -> int:
     """Return C{--workers} as a count >= 1, or raise a one-line usage error."""
     if not text.isdigit() or int(text) < 1:
         raise usage.UsageError(f"--workers: {text!r} is not a number of processes (1 or more)")
     workers = int(text)
     if workers > 1:
-        for listener in tcp:
-            if not listener.description.startswith(WORKER_ENDPOINTS):
+        for description in descriptions:
+            if not description.startswith(WORKER_ENDPOINTS):
                 raise usage.UsageError(
-                    f"--workers {workers}: --tcp {listener.description} is not supported"
+                    f"--workers {workers}: --tcp {description} is not supported"
                     " (only tcp:, tcp6: and unix: listeners can be shared by workers)"
                 )
         if metrics:
