@@ -82,3 +82,5 @@ class CapsConfig:
     udp_rate: int = 0
     shutdown_timeout: float = 5.0
     metrics: TcpListener | None = None
+    #: Processes serving the listeners; 1 serves in this process itself.
+    workers: int = 1

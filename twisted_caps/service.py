@@ -4,6 +4,8 @@ The service that opens every configured listener and closes them on stop.
 """
 
 import os
+from dataclasses import dataclass
+from socket import SOCK_DGRAM
 from typing import Any
 
 from twisted.application.service import Service
@@ -32,6 +34,15 @@ class ListenError(SystemExit, Exception):
     """
 
 
+@dataclass(frozen=True)
+class InheritedSocket:
+    """A listening socket this process inherited, as a descriptor and its family."""
+
+    kind: str
+    fd: int
+    family: int
+
+
 class CapsService(Service):
     """
     Serve capitalization on every TCP and UDP listener of a L{CapsConfig}.
@@ -40,13 +51,19 @@ class CapsService(Service):
     can bind a port below 1024 before dropping privileges; C{twist}, which
     only calls C{startService}, gets them opened there. If any listener
     fails, the ones already open are closed and L{ListenError} is raised.
+
+    A worker of C{--workers} gives C{inherited}: the sockets its supervisor
+    opened, which it adopts instead of opening the configured listeners.
     """
 
     log = Logger()
 
-    def __init__(self, config: CapsConfig, reactor: Any) -> None:
+    def __init__(
+        self, config: CapsConfig, reactor: Any, inherited: tuple[InheritedSocket, ...] = ()
+    ) -> None:
         """C{reactor} provides TCP, UDP and time (the global reactor, or a fake)."""
         self.config = config
+        self.inherited = inherited
         self.stream_factory = CapsStreamFactory(
             reactor,
             once=config.once,
@@ -82,6 +99,8 @@ class CapsService(Service):
         before, after = raise_open_files_limit()
         self.log.info("caps: open files limit {after} (was {before})", before=before, after=after)
         try:
+            for inherited in self.inherited:
+                self._adopt(inherited)
             for tcp in self.config.tcp:
                 endpoint = tcp.endpoint(self._reactor)
                 port = _synchronous_result(endpoint.listen(self.stream_factory))
@@ -101,6 +120,34 @@ class CapsService(Service):
                 port.stopListening()
             self.ports = []
             raise ListenError(f"caps: {error}") from error
+
+    def _adopt(self, inherited: InheritedSocket) -> None:
+        """Serve on an inherited listening socket, then close the inherited descriptor."""
+        fd, family = inherited.fd, inherited.family
+        # The reactor expects a non-blocking socket: a blocking accept would hang it.
+        os.set_blocking(fd, False)
+        if inherited.kind == "TCP":
+            port = self._reactor.adoptStreamPort(fd, family, self.stream_factory)
+        else:
+            protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
+            port = self._reactor.adoptDatagramPort(fd, family, protocol)
+            self.datagram_protocols.append(protocol)
+        # The reactor adopted a duplicate; this one would only keep the socket open.
+        os.close(fd)
+        self._opened(inherited.kind, port)
+
+    def listening_sockets(self) -> tuple[InheritedSocket, ...]:
+        """
+        Stop reading from every TCP and UDP listener and return their sockets,
+        for workers to inherit: this process keeps them open but serves nothing.
+        """
+        sockets = []
+        for port in self.ports:
+            readable: Any = port
+            kind = "UDP" if readable.socket.type == SOCK_DGRAM else "TCP"
+            readable.stopReading()
+            sockets.append(InheritedSocket(kind, readable.fileno(), readable.socket.family))
+        return tuple(sockets)
 
     def _opened(self, kind: str, port: IListeningPort) -> None:
         self.ports.append(port)

@@ -37,6 +37,14 @@ class Options(usage.Options):
     On SIGTERM or SIGINT the service stops accepting, lets each connection
     write what is queued for up to --shutdown-timeout seconds, then closes.
 
+    With --workers N (N > 1) this process opens the listeners and N worker
+    processes serve them; their log lines appear as "caps worker PID: ...".
+    A worker that exits is restarted; on SIGTERM every worker closes
+    gracefully and this process exits after them; workers exit by themselves
+    if this process dies. Limits apply per worker, except --max-connections,
+    which is shared out among the workers. Listeners must be tcp:, tcp6:,
+    unix: or UDP, and --metrics is not available with workers.
+
     Examples:
       twistd -n caps                        TCP and UDP on port 1200
       twistd -n caps --port 0               any free port (see the log)
@@ -46,6 +54,7 @@ class Options(usage.Options):
       twistd -n caps --tcp haproxy:tcp:1200 --udp 127.0.0.1:1200
       twistd -n caps --tcp systemd:domain=INET:index=0
       twistd -n caps --metrics tcp:9100:interface=127.0.0.1
+      twistd -n caps --workers 4            four processes on port 1200
     Errors in options or listeners print one line and exit with status 1.
     """
 
@@ -61,6 +70,7 @@ class Options(usage.Options):
         ["udp-rate", None, "5000", "UDP replies a second per source address (0: no limit)."],
         ["shutdown-timeout", None, "5", "Seconds to write queued replies on shutdown."],
         ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint (off)."],
+        ["workers", None, "1", "Processes serving the listeners (1: this process itself)."],
     ]
     optFlags = [
         ["no-tcp", None, "Serve no TCP."],
@@ -103,6 +113,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--interface: {interface!r} is not an IP address")
         tcp: tuple[TcpListener, ...] = ()
         udp: tuple[UdpListener, ...] = ()
+        workers = parse_workers(self["workers"], self["tcp"], self["metrics"])
         if not self["no-tcp"]:
             descriptions = self["tcp"] or [default_tcp_description(interface, port)]
             tcp = tuple(parse_tcp_listener(d, "--tcp") for d in descriptions)
@@ -122,6 +133,7 @@ class Options(usage.Options):
             udp_rate=parse_count(self["udp-rate"], "--udp-rate"),
             shutdown_timeout=parse_seconds(self["shutdown-timeout"], "--shutdown-timeout"),
             metrics=parse_tcp_listener(self["metrics"], "--metrics") if self["metrics"] else None,
+            workers=workers,
         )
 
 
@@ -148,6 +160,29 @@ def parse_seconds(text: str, option: str) -> float:
     if not 0 <= seconds < float("inf"):
         raise usage.UsageError(f"{option}: {text!r} is not a number of seconds (0 or more)")
     return seconds
+
+
+#: The endpoint types whose listening sockets workers can inherit and adopt.
+WORKER_ENDPOINTS = ("tcp:", "tcp6:", "unix:")
+
+
+def parse_workers(text: str, descriptions: Sequence[str], metrics: str | None) -> int:
+    """Return C{--workers} as a count >= 1, or raise a one-line usage error."""
+    if not text.isdigit() or int(text) < 1:
+        raise usage.UsageError(f"--workers: {text!r} is not a number of processes (1 or more)")
+    workers = int(text)
+    if workers > 1:
+        for description in descriptions:
+            if not description.startswith(WORKER_ENDPOINTS):
+                raise usage.UsageError(
+                    f"--workers {workers}: --tcp {description} is not supported"
+                    " (only tcp:, tcp6: and unix: listeners can be shared by workers)"
+                )
+        if metrics:
+            raise usage.UsageError(
+                f"--workers {workers}: --metrics is not supported (each worker counts alone)"
+            )
+    return workers
 
 
 def default_tcp_description(interface: str, port: int) -> str:
@@ -189,4 +224,8 @@ def makeService(options: Options) -> IService:
     """Build the capitalization service from parsed options."""
     from twisted.internet import reactor
 
+    if options.config.workers > 1:
+        from twisted_caps.workers import WorkersService
+
+        return WorkersService(options.config, reactor)
     return CapsService(options.config, reactor)

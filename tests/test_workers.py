@@ -1,0 +1,260 @@
+"""
+Tests for L{twisted_caps.workers} and L{twisted_caps.worker}: C{--workers N}
+as separate processes, supervised by the twistd process.
+"""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tests.servers import Daemon, start_process, twistd
+from tests.test_loopback import HOST, course_tcp_client, course_udp_client
+from twisted_caps.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.service import InheritedSocket
+from twisted_caps.tap import Options, makeService
+from twisted_caps.worker import decode_spec, encode_spec
+from twisted_caps.workers import WorkersService
+
+WORKERS = ("--workers", "2", "-i", HOST, "-p", "0")
+STARTED = re.compile(rb"caps: worker (\d+) started, pid (\d+)")
+CLOSED = re.compile(rb"caps worker (\d+): caps: \S+ closed after")
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20) -> None:
+    """Poll C{predicate} until it is true; fail after C{timeout} seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting after {timeout}s")
+        time.sleep(0.05)
+
+
+def running_workers(daemon: Daemon) -> dict[int, int]:
+    """Worker index to pid, from the latest "worker N started" line of each."""
+    return {int(i): int(pid) for i, pid in STARTED.findall(daemon.output)}
+
+
+def exited(pid: int) -> bool:
+    """Whether process C{pid} is gone (or a zombie nobody has reaped yet)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def kill_at_cleanup(case: SynchronousTestCase, pids: list[int]) -> None:
+    """SIGKILL whichever of C{pids} is still alive when the test ends."""
+
+    def kill() -> None:
+        for pid in pids:
+            if not exited(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    case.addCleanup(kill)
+
+
+def start_workers(case: SynchronousTestCase, *argv: str) -> tuple[Daemon, dict[int, int]]:
+    """Start C{twistd caps --workers 2} and wait until both workers serve."""
+    daemon = start_process(case, twistd(*WORKERS, *argv))
+    wait_for(lambda: len(running_workers(daemon)) == 2)
+    workers = running_workers(daemon)
+    kill_at_cleanup(case, list(workers.values()))
+    serving = [f"caps worker {pid}: caps: serving".encode() for pid in workers.values()]
+    wait_for(lambda: all(line in daemon.output for line in serving))
+    return daemon, workers
+
+
+def exchange_concurrently(port: int, count: int) -> None:
+    """Open C{count} connections at once, then each sends a line and closes."""
+    clients = [socket.create_connection((HOST, port), timeout=10) for _ in range(count)]
+    try:
+        for client in clients:
+            client.sendall(b"spread\n")
+        for client in clients:
+            assert client.recv(1024) == b"SPREAD\n"
+    finally:
+        for client in clients:
+            client.close()
+
+
+def stop_popen(process: "subprocess.Popen[bytes]") -> None:
+    """Kill C{process} if it still runs, and reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+class WorkerProcessTests(TestCase):
+    def test_both_workers_answer_tcp_and_udp(self) -> None:
+        daemon, workers = start_workers(self)
+        assert daemon.tcp_port and daemon.udp_port
+        self.assertEqual(course_udp_client(daemon.udp_port, b"hello udp"), b"HELLO UDP")
+        self.assertEqual(course_tcp_client(daemon.tcp_port, b"hello tcp"), b"HELLO TCP")
+
+        def both_answered() -> bool:
+            exchange_concurrently(daemon.tcp_port or 0, 20)
+            answered = {int(pid) for pid in CLOSED.findall(daemon.output)}
+            return answered == set(workers.values())
+
+        wait_for(both_answered)
+        self.assertNotIn(os.getpid(), workers.values())
+        self.assertNotIn(daemon.process.pid, workers.values())
+
+    def test_killed_worker_is_restarted_and_service_continues(self) -> None:
+        daemon, workers = start_workers(self)
+        assert daemon.tcp_port and daemon.udp_port
+        os.kill(workers[0], signal.SIGKILL)
+        wait_for(lambda: running_workers(daemon)[0] != workers[0])
+        restarted = running_workers(daemon)[0]
+        kill_at_cleanup(self, [restarted])
+        wait_for(lambda: f"caps worker {restarted}: caps: serving".encode() in daemon.output)
+        self.assertIn(b"caps: worker 0 (pid %d) exited" % workers[0], daemon.output)
+        self.assertEqual(running_workers(daemon)[1], workers[1])
+        for _ in range(10):
+            self.assertEqual(course_tcp_client(daemon.tcp_port, b"again"), b"AGAIN")
+        self.assertEqual(course_udp_client(daemon.udp_port, b"again"), b"AGAIN")
+
+    def test_sigterm_stops_every_worker_then_the_parent(self) -> None:
+        daemon, workers = start_workers(self)
+        assert daemon.tcp_port
+        held = socket.create_connection((HOST, daemon.tcp_port), timeout=10)
+        self.addCleanup(held.close)
+        held.sendall(b"held\n")
+        self.assertEqual(held.recv(1024), b"HELD\n")
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        for pid in workers.values():
+            self.assertTrue(exited(pid), pid)
+        output = daemon.output
+        self.assertNotIn(b"Traceback", output)
+        self.assertNotIn(b"restarting", output)
+        self.assertRegex(output, rb"caps worker \d+: caps: \S+ closed after .*: shutdown")
+        self.assertEqual(held.recv(1024), b"")
+
+    def test_workers_exit_when_the_parent_is_killed(self) -> None:
+        daemon, workers = start_workers(self)
+        daemon.stop(signal.SIGKILL)
+        wait_for(lambda: all(exited(pid) for pid in workers.values()))
+
+
+class WorkerEntryPointTests(TestCase):
+    def test_worker_serves_an_inherited_socket_until_stdin_ends(self) -> None:
+        """
+        Without the parent-death signal (the spec names this test as the
+        parent, which lives on), end of input on stdin alone stops the worker.
+        """
+        listening = socket.socket()
+        self.addCleanup(listening.close)
+        listening.bind((HOST, 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        config = CapsConfig(tcp=(), udp=(), shutdown_timeout=1)
+        inherited = (InheritedSocket("TCP", listening.fileno(), socket.AF_INET),)
+        spec = encode_spec(config, inherited, os.getpid())
+        log_path = self.mktemp()
+        with open(log_path, "wb") as log:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "twisted_caps.worker", spec],
+                stdin=subprocess.PIPE,
+                stdout=log,
+                stderr=log,
+                pass_fds=(listening.fileno(),),
+            )
+        self.addCleanup(stop_popen, worker)
+        listening.close()
+        self.assertEqual(course_tcp_client(port, b"inherited"), b"INHERITED")
+        assert worker.stdin is not None
+        worker.stdin.close()
+        self.assertEqual(worker.wait(timeout=20), 0)
+        with open(log_path, "rb") as log:
+            self.assertIn(f"serving TCP on {HOST}:{port}".encode(), log.read())
+
+
+class SpecTests(SynchronousTestCase):
+    def test_spec_round_trips_settings_and_sockets(self) -> None:
+        config = CapsConfig(
+            tcp=(TcpListener("tcp:0"),),
+            udp=(UdpListener("", 0),),
+            once=True,
+            max_connections=0,
+            max_per_peer=7,
+            idle_timeout=3.5,
+            udp_rate=9,
+            shutdown_timeout=2,
+            workers=2,
+        )
+        sockets = (InheritedSocket("TCP", 3, socket.AF_INET6), InheritedSocket("UDP", 4, 2))
+        decoded, decoded_sockets, parent = decode_spec(encode_spec(config, sockets, 42))
+        self.assertEqual(
+            decoded,
+            CapsConfig(
+                tcp=(),
+                udp=(),
+                once=True,
+                max_per_peer=7,
+                idle_timeout=3.5,
+                udp_rate=9,
+                shutdown_timeout=2,
+            ),
+        )
+        self.assertEqual((decoded_sockets, parent), (sockets, 42))
+
+    def test_max_connections_is_shared_out_among_workers(self) -> None:
+        config = CapsConfig(tcp=(), udp=(), max_connections=1001, workers=4)
+        spec = json.loads(encode_spec(config, (), 1))
+        self.assertEqual(spec["config"]["max_connections"], 251)
+
+
+class WorkersOptionsTests(SynchronousTestCase):
+    def assertUsageError(self, argv: list[str], *fragments: str) -> None:
+        error = self.assertRaises(SystemExit, Options().parseOptions, argv)
+        message = str(error.code)
+        self.assertTrue(message.startswith("caps: --workers"), message)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+
+    def test_one_worker_serves_in_this_process(self) -> None:
+        options = Options()
+        options.parseOptions([])
+        self.assertEqual(options.config.workers, 1)
+        self.assertNotIsInstance(makeService(options), WorkersService)
+
+    def test_several_workers_are_supervised(self) -> None:
+        options = Options()
+        options.parseOptions(["--workers", "3", "--tcp", "unix:caps.sock"])
+        self.assertEqual(options.config.workers, 3)
+        self.assertIsInstance(makeService(options), WorkersService)
+
+    def test_workers_must_be_a_count_of_one_or_more(self) -> None:
+        for text in ("0", "abc", "-1", ""):
+            self.assertUsageError(["--workers", text], repr(text), "1 or more")
+
+    def test_endpoints_workers_cannot_share_are_refused(self) -> None:
+        for description in (
+            "ssl:0:privateKey=k.pem",
+            "haproxy:tcp:0",
+            "systemd:domain=INET:index=0",
+        ):
+            self.assertUsageError(["--workers", "2", "--tcp", description], description)
+
+    def test_metrics_with_workers_is_refused(self) -> None:
+        self.assertUsageError(["--workers", "2", "--metrics", "tcp:0"], "--metrics")
+
+    def test_twistd_reports_a_bad_workers_count_in_one_line(self) -> None:
+        done = subprocess.run(
+            twistd("--workers", "0"), capture_output=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(
+            done.stderr.strip().splitlines(),
+            [b"caps: --workers: '0' is not a number of processes (1 or more) (see --help)"],
+        )

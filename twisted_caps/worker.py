@@ -1,0 +1,115 @@
+# -*- test-case-name: tests.test_workers -*-
+"""
+One worker of C{twistd caps --workers N}: C{python -m twisted_caps.worker
+SPEC}, started by L{twisted_caps.workers.WorkersService}, never by hand.
+
+SPEC is JSON: the parent's pid, the service settings, and the listening
+sockets inherited as descriptors. The worker adopts them, logs plain lines
+to stdout (the parent stamps and relays them), and stops gracefully on
+SIGTERM, on end of input on stdin (the parent is gone, however it died),
+or, on Linux, when the kernel sends the parent-death signal.
+"""
+
+import ctypes
+import json
+import os
+import signal
+import sys
+from dataclasses import asdict
+from typing import Any
+
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.error import ConnectionDone
+from twisted.logger import ILogObserver, LogEvent, eventAsText, globalLogBeginner
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from twisted_caps.config import CapsConfig
+from twisted_caps.service import CapsService, InheritedSocket
+
+#: prctl(2) option: the signal the kernel sends this process when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def encode_spec(config: CapsConfig, sockets: tuple[InheritedSocket, ...], parent: int) -> str:
+    """The worker's command-line argument: settings and inherited sockets as JSON."""
+    settings = asdict(config)
+    for listeners in ("tcp", "udp", "metrics", "workers"):
+        settings.pop(listeners)
+    # --max-connections bounds the whole service, so each worker gets its share.
+    settings["max_connections"] = -(-config.max_connections // config.workers)
+    return json.dumps(
+        {"parent": parent, "config": settings, "sockets": [asdict(s) for s in sockets]}
+    )
+
+
+def decode_spec(spec: str) -> tuple[CapsConfig, tuple[InheritedSocket, ...], int]:
+    """The inverse of L{encode_spec}."""
+    data = json.loads(spec)
+    config = CapsConfig(tcp=(), udp=(), **data["config"])
+    sockets = tuple(InheritedSocket(**socket) for socket in data["sockets"])
+    return config, sockets, int(data["parent"])
+
+
+class ParentWatch(FileDescriptor):
+    """
+    Stop the reactor when stdin, a pipe the parent holds open and never
+    writes to, reaches its end: the parent has exited, even by SIGKILL.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        super().__init__(reactor)
+        self._reactor = reactor
+
+    def fileno(self) -> int:
+        return 0
+
+    def doRead(self) -> Failure | BaseException | None:
+        if not os.read(0, 4096):
+            return ConnectionDone()
+        return None
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        if self._reactor.running:
+            self._reactor.stop()
+
+
+def die_with_parent(parent: int) -> None:
+    """
+    Ask Linux for SIGTERM when the parent dies (a backstop to L{ParentWatch});
+    if the parent died before the request, stop at once.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: stdin's end of input still stops the worker
+    if os.getppid() != parent:
+        raise SystemExit(0)
+
+
+@implementer(ILogObserver)
+def plain_lines(event: LogEvent) -> None:
+    """Write an event as a plain line (the parent adds time and worker pid)."""
+    text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def main(argv: list[str]) -> None:
+    """Serve the inherited sockets until told to stop."""
+    config, sockets, parent = decode_spec(argv[1])
+    die_with_parent(parent)
+    globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
+    from twisted.internet import reactor
+
+    service = CapsService(config, reactor, sockets)
+    service.startService()
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    ParentWatch(reactor).startReading()
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv)
