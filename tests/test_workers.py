@@ -17,6 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import Daemon, start_process, twistd
 from tests.test_loopback import HOST, course_tcp_client, course_udp_client
+from tests.test_metrics import scrape
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.service import InheritedSocket
 from twisted_caps.tap import Options, makeService
@@ -91,6 +92,36 @@ def stop_popen(process: "subprocess.Popen[bytes]") -> None:
     if process.poll() is None:
         process.kill()
     process.wait()
+
+
+METRICS = re.compile(rb"serving metrics on 127\.0\.0\.1:(\d+)")
+
+
+class WorkerMetricsTests(SynchronousTestCase):
+    def test_one_scrape_sees_every_worker_labelled(self) -> None:
+        daemon, _ = start_workers(self, "--metrics", "tcp:0:interface=127.0.0.1")
+        [metrics_port] = [int(port) for port in METRICS.findall(daemon.output)]
+        assert daemon.tcp_port
+        exchange_concurrently(daemon.tcp_port, 20)
+        course_udp_client(daemon.udp_port or 0, b"dgram")
+
+        def accepted_by_worker() -> dict[str, float]:
+            samples = scrape(metrics_port)
+            return {
+                dict(labels)["worker"]: value
+                for (name, labels), value in samples.items()
+                if name == "caps_tcp_connections_accepted_total"
+            }
+
+        # Workers report their counters once a second.
+        wait_for(lambda: sum(accepted_by_worker().values()) == 20)
+        self.assertEqual(set(accepted_by_worker()), {"0", "1"})
+        answered = [
+            value
+            for (name, labels), value in scrape(metrics_port).items()
+            if name == "caps_udp_datagrams_total" and dict(labels)["result"] == "answered"
+        ]
+        self.assertEqual(sum(answered), 1)
 
 
 class WorkerProcessTests(TestCase):
@@ -192,7 +223,7 @@ class SpecTests(SynchronousTestCase):
             workers=2,
         )
         sockets = (InheritedSocket("TCP", 3, socket.AF_INET6), InheritedSocket("UDP", 4, 2))
-        decoded, decoded_sockets, parent = decode_spec(encode_spec(config, sockets, 42))
+        decoded, decoded_sockets, parent, reports = decode_spec(encode_spec(config, sockets, 42))
         self.assertEqual(
             decoded,
             CapsConfig(
@@ -205,7 +236,7 @@ class SpecTests(SynchronousTestCase):
                 shutdown_timeout=2,
             ),
         )
-        self.assertEqual((decoded_sockets, parent), (sockets, 42))
+        self.assertEqual((decoded_sockets, parent, reports), (sockets, 42, False))
 
     def test_max_connections_is_shared_out_among_workers(self) -> None:
         config = CapsConfig(tcp=(), udp=(), max_connections=1001, workers=4)
@@ -245,9 +276,6 @@ class WorkersOptionsTests(SynchronousTestCase):
             "systemd:domain=INET:index=0",
         ):
             self.assertUsageError(["--workers", "2", "--tcp", description], description)
-
-    def test_metrics_with_workers_is_refused(self) -> None:
-        self.assertUsageError(["--workers", "2", "--metrics", "tcp:0"], "--metrics")
 
     def test_twistd_reports_a_bad_workers_count_in_one_line(self) -> None:
         done = subprocess.run(

@@ -32,69 +32,100 @@ DATAGRAM_RESULTS = {
 }
 
 
-class CapsCollector:
-    """Export the counters of one stream factory and its datagram protocols."""
+#: A snapshot of one process's counters: plain numbers, as JSON carries them.
+Snapshot = dict[str, Any]
 
-    def __init__(
-        self,
-        stream: CapsStreamFactory,
-        datagrams: Callable[[], Iterable[CapsDatagramProtocol]],
-    ) -> None:
-        self._stream = stream
-        self._datagrams = datagrams
+
+def snapshot(stream: CapsStreamFactory, datagrams: Iterable[CapsDatagramProtocol]) -> Snapshot:
+    """Read the counters of a stream factory and its datagram protocols, now."""
+    counters = [protocol.counters for protocol in datagrams]
+
+    def udp(name: str) -> int:
+        return sum(getattr(c, name) for c in counters)
+
+    return {
+        "open": stream.limits.open,
+        "accepted": stream.accepted,
+        "refused": {r: stream.refused.get(r, 0) for r in (MAX_CONNECTIONS, MAX_PER_PEER)},
+        "idle_timeouts": stream.idle_timeouts,
+        "pauses": stream.pauses,
+        "bytes_received": {"tcp": stream.bytes_received, "udp": udp("bytes_received")},
+        "bytes_sent": {"tcp": stream.bytes_sent, "udp": udp("bytes_sent")},
+        "udp_received": udp("received"),
+        "udp_results": {result: udp(name) for result, name in DATAGRAM_RESULTS.items()},
+    }
+
+
+class CapsCollector:
+    """
+    Export counter snapshots: one per process, labelled C{worker} when the
+    service runs in several (C{--workers}), unlabelled otherwise.
+    """
+
+    def __init__(self, snapshots: Callable[[], Iterable[tuple[str | None, Snapshot]]]) -> None:
+        self._snapshots = snapshots
 
     def collect(self) -> Iterator[Metric]:
-        stream = self._stream
-        counters = [protocol.counters for protocol in self._datagrams()]
+        snapshots = list(self._snapshots())
+        worker = ["worker"] if any(name is not None for name, _ in snapshots) else []
 
-        def udp(name: str) -> int:
-            return sum(getattr(c, name) for c in counters)
+        def family(kind: Callable[..., Any], name: str, text: str, *labels: str) -> Any:
+            return kind(name, text, labels=[*worker, *labels])
 
-        yield GaugeMetricFamily(
-            "caps_tcp_connections_open", "TCP connections open now.", value=stream.limits.open
+        def add(metric: Any, name: str | None, value: float, *labels: str) -> None:
+            metric.add_metric([*([name] if worker else []), *labels], value)
+
+        open_ = family(GaugeMetricFamily, "caps_tcp_connections_open", "TCP connections open now.")
+        accepted = family(
+            CounterMetricFamily, "caps_tcp_connections_accepted", "TCP connections accepted."
         )
-        yield CounterMetricFamily(
-            "caps_tcp_connections_accepted", "TCP connections accepted.", value=stream.accepted
+        refused = family(
+            CounterMetricFamily,
+            "caps_tcp_connections_refused",
+            "TCP connections refused, by limit.",
+            "reason",
         )
-        refused = CounterMetricFamily(
-            "caps_tcp_connections_refused", "TCP connections refused, by limit.", labels=["reason"]
-        )
-        for reason in (MAX_CONNECTIONS, MAX_PER_PEER):
-            refused.add_metric([reason], stream.refused.get(reason, 0))
-        yield refused
-        yield CounterMetricFamily(
+        idle = family(
+            CounterMetricFamily,
             "caps_tcp_idle_timeouts",
             "TCP connections closed because the client sent nothing for --idle-timeout.",
-            value=stream.idle_timeouts,
         )
-        yield CounterMetricFamily(
+        pauses = family(
+            CounterMetricFamily,
             "caps_tcp_backpressure_pauses",
             "Times a TCP client was not read from because it was not reading its replies.",
-            value=stream.pauses,
         )
-        received = CounterMetricFamily(
-            "caps_bytes_received", "Bytes received from clients.", labels=["transport"]
+        received = family(
+            CounterMetricFamily, "caps_bytes_received", "Bytes received from clients.", "transport"
         )
-        received.add_metric(["tcp"], stream.bytes_received)
-        received.add_metric(["udp"], udp("bytes_received"))
-        yield received
-        sent = CounterMetricFamily(
-            "caps_bytes_sent", "Bytes of replies sent to clients.", labels=["transport"]
+        sent = family(
+            CounterMetricFamily, "caps_bytes_sent", "Bytes of replies sent to clients.", "transport"
         )
-        sent.add_metric(["tcp"], stream.bytes_sent)
-        sent.add_metric(["udp"], udp("bytes_sent"))
-        yield sent
-        yield CounterMetricFamily(
-            "caps_udp_datagrams_received", "UDP datagrams received.", value=udp("received")
+        datagrams_received = family(
+            CounterMetricFamily, "caps_udp_datagrams_received", "UDP datagrams received."
         )
-        datagrams = CounterMetricFamily(
+        datagrams = family(
+            CounterMetricFamily,
             "caps_udp_datagrams",
             "UDP datagrams by what became of them: answered, or dropped and why.",
-            labels=["result"],
+            "result",
         )
-        for result, counter in DATAGRAM_RESULTS.items():
-            datagrams.add_metric([result], udp(counter))
-        yield datagrams
+        for name, counts in snapshots:
+            add(open_, name, counts["open"])
+            add(accepted, name, counts["accepted"])
+            for reason, value in counts["refused"].items():
+                add(refused, name, value, reason)
+            add(idle, name, counts["idle_timeouts"])
+            add(pauses, name, counts["pauses"])
+            for transport, value in counts["bytes_received"].items():
+                add(received, name, value, transport)
+            for transport, value in counts["bytes_sent"].items():
+                add(sent, name, value, transport)
+            add(datagrams_received, name, counts["udp_received"])
+            for result, value in counts["udp_results"].items():
+                add(datagrams, name, value, result)
+        yield from (open_, accepted, refused, idle, pauses, received, sent)
+        yield from (datagrams_received, datagrams)
 
 
 class _QuietSite(Site):
@@ -106,12 +137,10 @@ class _QuietSite(Site):
         pass
 
 
-def metrics_site(
-    stream: CapsStreamFactory, datagrams: Callable[[], Iterable[CapsDatagramProtocol]]
-) -> Site:
-    """An HTTP site serving the service's metrics and process metrics at /metrics."""
+def metrics_site(snapshots: Callable[[], Iterable[tuple[str | None, Snapshot]]]) -> Site:
+    """An HTTP site serving the counters and this process's metrics at /metrics."""
     registry = CollectorRegistry()
-    registry.register(CapsCollector(stream, datagrams))
+    registry.register(CapsCollector(snapshots))
     ProcessCollector(registry=registry)
     root = Resource()
     resource: Any = MetricsResource(registry)

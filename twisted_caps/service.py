@@ -14,11 +14,12 @@ from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.server import Site
 
-from twisted_caps.config import CapsConfig
+from twisted_caps.config import CapsConfig, TcpListener
 from twisted_caps.datagram import CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
-from twisted_caps.metrics import metrics_site
+from twisted_caps.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.rlimits import raise_open_files_limit
 from twisted_caps.stream import CapsStreamFactory
 
@@ -95,6 +96,16 @@ class CapsService(Service):
         stopping = [maybeDeferred(port.stopListening) for port in ports]
         return DeferredList([*stopping, self.stream_factory.close_all()], consumeErrors=True)
 
+    def listen_for_metrics(self, listener: TcpListener, site: Site) -> IListeningPort:
+        """Serve C{site} on C{listener}; it is closed with the other listeners."""
+        port = _synchronous_result(listener.endpoint(self._reactor).listen(site))
+        self._opened("metrics", port)
+        return port
+
+    def counters(self) -> Snapshot:
+        """A snapshot of this process's counters (see L{twisted_caps.metrics})."""
+        return snapshot(self.stream_factory, tuple(self.datagram_protocols))
+
     def _listen(self) -> None:
         before, after = raise_open_files_limit()
         self.log.info("caps: open files limit {after} (was {before})", before=before, after=after)
@@ -106,10 +117,8 @@ class CapsService(Service):
                 port = _synchronous_result(endpoint.listen(self.stream_factory))
                 self._opened("TCP", port)
             if self.config.metrics is not None:
-                site = metrics_site(self.stream_factory, lambda: tuple(self.datagram_protocols))
-                endpoint = self.config.metrics.endpoint(self._reactor)
-                self.metrics_port = _synchronous_result(endpoint.listen(site))
-                self._opened("metrics", self.metrics_port)
+                site = metrics_site(lambda: [(None, self.counters())])
+                self.metrics_port = self.listen_for_metrics(self.config.metrics, site)
             for udp in self.config.udp:
                 protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
                 port = self._reactor.listenUDP(udp.port, protocol, interface=udp.interface)

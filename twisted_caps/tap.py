@@ -43,7 +43,7 @@ class Options(usage.Options):
     gracefully and this process exits after them; workers exit by themselves
     if this process dies. Limits apply per worker, except --max-connections,
     which is shared out among the workers. Listeners must be tcp:, tcp6:,
-    unix: or UDP, and --metrics is not available with workers.
+    unix: or UDP; --metrics serves every worker's counts, labelled by worker.
 
     Examples:
       twistd -n caps                        TCP and UDP on port 1200
@@ -113,7 +113,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--interface: {interface!r} is not an IP address")
         tcp: tuple[TcpListener, ...] = ()
         udp: tuple[UdpListener, ...] = ()
-        workers = parse_workers(self["workers"], self["tcp"], self["metrics"])
+        workers = parse_workers(self["workers"], self["tcp"])
         if not self["no-tcp"]:
             descriptions = self["tcp"] or [default_tcp_description(interface, port)]
             tcp = tuple(parse_tcp_listener(d, "--tcp") for d in descriptions)
@@ -166,7 +166,7 @@ def parse_seconds(text: str, option: str) -> float:
 WORKER_ENDPOINTS = ("tcp:", "tcp6:", "unix:")
 
 
-def parse_workers(text: str, descriptions: Sequence[str], metrics: str | None) -> int:
+def parse_workers(text: str, descriptions: Sequence[str]) -> int:
     """Return C{--workers} as a count >= 1, or raise a one-line usage error."""
     if not text.isdigit() or int(text) < 1:
         raise usage.UsageError(f"--workers: {text!r} is not a number of processes (1 or more)")
@@ -178,10 +178,6 @@ def parse_workers(text: str, descriptions: Sequence[str], metrics: str | None) -
                     f"--workers {workers}: --tcp {description} is not supported"
                     " (only tcp:, tcp6: and unix: listeners can be shared by workers)"
                 )
-        if metrics:
-            raise usage.UsageError(
-                f"--workers {workers}: --metrics is not supported (each worker counts alone)"
-            )
     return workers
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
+from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, LogEvent, eventAsText, globalLogBeginner
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -39,16 +40,34 @@ def encode_spec(config: CapsConfig, sockets: tuple[InheritedSocket, ...], parent
     # --max-connections bounds the whole service, so each worker gets its share.
     settings["max_connections"] = -(-config.max_connections // config.workers)
     return json.dumps(
-        {"parent": parent, "config": settings, "sockets": [asdict(s) for s in sockets]}
+        {
+            "parent": parent,
+            "config": settings,
+            "sockets": [asdict(s) for s in sockets],
+            "report_counters": config.metrics is not None,
+        }
     )
 
 
-def decode_spec(spec: str) -> tuple[CapsConfig, tuple[InheritedSocket, ...], int]:
-    """The inverse of L{encode_spec}."""
+def decode_spec(spec: str) -> tuple[CapsConfig, tuple[InheritedSocket, ...], int, bool]:
+    """The inverse of L{encode_spec}: config, sockets, parent pid, whether to report counters."""
     data = json.loads(spec)
     config = CapsConfig(tcp=(), udp=(), **data["config"])
     sockets = tuple(InheritedSocket(**socket) for socket in data["sockets"])
-    return config, sockets, int(data["parent"])
+    return config, sockets, int(data["parent"]), bool(data["report_counters"])
+
+
+#: A worker's stdout line that carries its counters to the parent, as JSON.
+COUNTERS_PREFIX = b"caps-counters "
+#: Seconds between two counter reports (a scrape sees counts this old at most).
+COUNTERS_INTERVAL = 1.0
+
+
+def report_counters(service: CapsService) -> None:
+    """Write the service's counters to stdout for the parent's /metrics."""
+    line = COUNTERS_PREFIX + json.dumps(service.counters()).encode() + b"\n"
+    sys.stdout.buffer.write(line)
+    sys.stdout.flush()
 
 
 class ParentWatch(FileDescriptor):
@@ -99,7 +118,7 @@ def plain_lines(event: LogEvent) -> None:
 
 def main(argv: list[str]) -> None:
     """Serve the inherited sockets until told to stop."""
-    config, sockets, parent = decode_spec(argv[1])
+    config, sockets, parent, reports = decode_spec(argv[1])
     die_with_parent(parent)
     globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
     from twisted.internet import reactor
@@ -107,6 +126,8 @@ def main(argv: list[str]) -> None:
     service = CapsService(config, reactor, sockets)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    if reports:
+        LoopingCall(report_counters, service).start(COUNTERS_INTERVAL)
     ParentWatch(reactor).startReading()
     reactor.run()
 

@@ -30,21 +30,24 @@ each of which closes its connections gracefully, and waits for all of them
 """
 
 import contextlib
+import json
 import os
 import sys
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport
+from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_caps.config import CapsConfig
+from twisted_caps.metrics import Snapshot, metrics_site
 from twisted_caps.service import CapsService, InheritedSocket
-from twisted_caps.worker import encode_spec
+from twisted_caps.worker import COUNTERS_PREFIX, encode_spec
 
 #: The first descriptor number of the inherited sockets in a worker.
 FIRST_INHERITED_FD = 3
@@ -66,6 +69,7 @@ class WorkerProtocol(ProcessProtocol):
         self.index = index
         self.pid = 0
         self.ended: Deferred[None] = Deferred()
+        self.counters: Snapshot | None = None
         self._buffers = {1: b"", 2: b""}
 
     def connectionMade(self) -> None:
@@ -79,6 +83,9 @@ class WorkerProtocol(ProcessProtocol):
             self._relay(line)
 
     def _relay(self, line: bytes) -> None:
+        if line.startswith(COUNTERS_PREFIX):
+            self.counters = json.loads(line[len(COUNTERS_PREFIX) :])
+            return
         self.log.info(
             "caps worker {pid}: {line}", pid=self.pid, line=line.decode("utf-8", "replace")
         )
@@ -99,7 +106,9 @@ class WorkersService(Service):
 
     def __init__(self, config: CapsConfig, reactor: Any) -> None:
         self.config = config
-        self.listeners = CapsService(config, reactor)
+        # The parent serves /metrics itself, from the workers' reports.
+        self.listeners = CapsService(replace(config, metrics=None), reactor)
+        self.metrics_port: IListeningPort | None = None
         self.workers: dict[int, WorkerProtocol] = {}
         self._sockets: tuple[InheritedSocket, ...] = ()
         self._started_at: dict[int, float] = {}
@@ -116,9 +125,25 @@ class WorkersService(Service):
             self.listeners.startService()
         super().startService()
         self._sockets = self.listeners.listening_sockets()
+        # Opened after the sockets are handed out: the workers do not serve it.
+        self._listen_for_metrics()
         for index in range(self.config.workers):
             self._delays[index] = MIN_RESTART_DELAY
             self.start_worker(index)
+
+    def _listen_for_metrics(self) -> None:
+        if self.config.metrics is None:
+            return
+        site = metrics_site(self.worker_counters)
+        self.metrics_port = self.listeners.listen_for_metrics(self.config.metrics, site)
+
+    def worker_counters(self) -> list[tuple[str | None, Snapshot]]:
+        """The latest counters each running worker reported, labelled by worker index."""
+        return [
+            (str(index), protocol.counters)
+            for index, protocol in sorted(self.workers.items())
+            if protocol.counters is not None
+        ]
 
     def start_worker(self, index: int) -> None:
         """Spawn worker C{index}, handing it the listening sockets."""
