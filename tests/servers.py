@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import reactor
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from twisted_caps.service import CapsService
@@ -33,6 +35,24 @@ def require_program(name: str) -> str:
             raise AssertionError(message)
         raise SkipTest(message)
     return path
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 20) -> None:
+    """Poll C{predicate} (blocking) until it is true; fail after C{timeout} seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting after {timeout}s")
+        time.sleep(0.05)
+
+
+async def eventually(predicate: Callable[[], object], timeout: float = 10) -> None:
+    """Let the reactor run until C{predicate} is true; fail after C{timeout} seconds."""
+    deadline = reactor.seconds() + timeout
+    while not predicate():
+        if reactor.seconds() > deadline:
+            raise AssertionError(f"gave up waiting after {timeout}s")
+        await deferLater(reactor, 0.02, lambda: None)
 
 
 def start_in_reactor(case: SynchronousTestCase, *argv: str) -> CapsService:

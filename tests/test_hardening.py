@@ -10,13 +10,19 @@ import struct
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from twisted.internet import reactor
-from twisted.internet.task import Clock, deferLater
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import port_of, ready_within, start_in_reactor, start_process, twistd
+from tests.servers import (
+    eventually,
+    port_of,
+    ready_within,
+    start_in_reactor,
+    start_process,
+    twistd,
+)
 from twisted_caps.rlimits import raise_open_files_limit
 from twisted_caps.stream import CapsStreamFactory
 from twisted_caps.transform import capitalize
@@ -178,19 +184,13 @@ def garbage_then_reset(port: int) -> None:
 
 
 class VanishingClientTests(TestCase):
-    async def wait_for_no_connections(self, factory: CapsStreamFactory) -> None:
-        for _ in range(200):
-            if factory.limits.open == 0 and not factory.connections:
-                return
-            await deferLater(reactor, 0.05, lambda: None)
-        self.fail(f"{factory.limits.open} connections still counted")
-
     async def test_resets_while_paused_leave_no_connection_counted(self) -> None:
         service = start_in_reactor(self, "--no-udp")
         port = port_of(service, "TCP")
         await deferToThread(vanish_while_paused, port, 5)
         await deferToThread(garbage_then_reset, port)
-        await self.wait_for_no_connections(service.stream_factory)
+        factory = service.stream_factory
+        await eventually(lambda: factory.limits.open == 0 and not factory.connections)
         self.assertEqual(service.stream_factory.accepted, 6)
 
 

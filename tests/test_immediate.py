@@ -2,13 +2,11 @@
 
 import socket
 
-from twisted.internet import reactor
 from twisted.internet.error import ConnectionLost
-from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import port_of, start_in_reactor
+from tests.servers import eventually, port_of, start_in_reactor
 from twisted_caps.immediate import datagram_sender, send_now, supports_immediate_send
 
 
@@ -72,10 +70,7 @@ class SupportTests(TestCase):
         service = start_in_reactor(self, "--no-udp")
         client = socket.create_connection(("127.0.0.1", port_of(service, "TCP")))
         self.addCleanup(client.close)
-        for _ in range(200):
-            if service.stream_factory.connections:
-                break
-            await deferLater(reactor, 0.01, lambda: None)
+        await eventually(lambda: service.stream_factory.connections)
         [protocol] = service.stream_factory.connections
         self.assertTrue(supports_immediate_send(protocol.transport))
 

@@ -4,9 +4,8 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import BIN, json_events, start_process
+from tests.servers import BIN, json_events, start_process, wait_for
 from tests.test_loopback import course_tcp_client
-from tests.test_twistd import wait_for
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0", "--no-udp")
 

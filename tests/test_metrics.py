@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.servers import port_of, start_in_reactor
+from tests.servers import eventually, port_of, start_in_reactor
 from tests.test_loopback import course_tcp_client, course_udp_client
 from twisted_caps.service import CapsService
 
@@ -49,7 +49,7 @@ class MetricsTests(TestCase):
         before = await deferToThread(scrape, port)
         self.assertEqual(before[("caps_tcp_connections_accepted_total", ())], 0)
         await deferToThread(traffic, port_of(service, "TCP"), port_of(service, "UDP"))
-        await self.wait_for_closed(service)
+        await eventually(lambda: not service.stream_factory.connections)
         after = await deferToThread(scrape, port)
         self.assertEqual(after[("caps_tcp_connections_accepted_total", ())], 1)
         self.assertEqual(after[("caps_tcp_connections_open", ())], 0)
@@ -73,13 +73,3 @@ class MetricsTests(TestCase):
         refused = after[("caps_tcp_connections_refused_total", (("reason", "max-connections"),))]
         self.assertEqual(refused, 1)
         self.assertEqual(after[("caps_tcp_connections_open", ())], 1)
-
-    async def wait_for_closed(self, service: CapsService) -> None:
-        from twisted.internet import reactor
-        from twisted.internet.task import deferLater
-
-        for _ in range(200):
-            if not service.stream_factory.connections:
-                return
-            await deferLater(reactor, 0.02, lambda: None)
-        self.fail("connection never closed")

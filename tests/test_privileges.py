@@ -9,9 +9,8 @@ import socket
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.servers import BIN, start_process
+from tests.servers import BIN, start_process, wait_for
 from tests.test_loopback import course_tcp_client, course_udp_client
-from tests.test_twistd import wait_for
 
 HOST = "127.0.0.1"
 

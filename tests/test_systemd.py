@@ -12,8 +12,7 @@ import subprocess
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import BIN, Daemon, logged_ports, require_program, twistd
-from tests.test_twistd import wait_for
+from tests.servers import BIN, Daemon, logged_ports, require_program, twistd, wait_for
 
 UNITS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "systemd"

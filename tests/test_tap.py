@@ -15,14 +15,21 @@ def parse(*argv: str) -> Options:
     return options
 
 
+def assert_one_line_usage_error(
+    case: SynchronousTestCase, argv: list[str], prefix: str, *fragments: str
+) -> None:
+    """Parsing C{argv} must exit with one line starting C{prefix} and naming C{fragments}."""
+    error = case.assertRaises(SystemExit, parse, *argv)
+    message = str(error.code)
+    case.assertTrue(message.startswith(prefix), message)
+    case.assertNotIn("\n", message)
+    for fragment in fragments:
+        case.assertIn(fragment, message)
+
+
 class OptionsTests(SynchronousTestCase):
     def assertUsageError(self, argv: list[str], *fragments: str) -> None:
-        error = self.assertRaises(SystemExit, parse, *argv)
-        message = str(error.code)
-        self.assertTrue(message.startswith("caps: "), message)
-        self.assertNotIn("\n", message)
-        for fragment in fragments:
-            self.assertIn(fragment, message)
+        assert_one_line_usage_error(self, argv, "caps: ", *fragments)
 
     def test_defaults_serve_tcp_and_udp_on_1200_on_every_ipv4_address(self) -> None:
         config = parse().config

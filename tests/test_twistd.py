@@ -4,12 +4,10 @@ import os
 import signal
 import socket
 import subprocess
-import time
-from collections.abc import Callable
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import BIN, SERVING, start_process, twistd
+from tests.servers import BIN, SERVING, start_process, twistd, wait_for
 from tests.test_loopback import course_tcp_client, course_udp_client
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0")
@@ -17,15 +15,6 @@ LOOPBACK = ("-i", "127.0.0.1", "-p", "0")
 
 def run(command: list[str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(command, capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 20) -> None:
-    """Poll C{predicate} until it is true; fail after C{timeout} seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting after {timeout}s")
-        time.sleep(0.05)
 
 
 class ForegroundTests(TestCase):

@@ -10,14 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import Daemon, start_process, twistd
+from tests.servers import Daemon, start_process, twistd, wait_for
 from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 from tests.test_metrics import scrape
+from tests.test_tap import assert_one_line_usage_error
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.service import InheritedSocket
 from twisted_caps.tap import Options, makeService
@@ -27,15 +26,6 @@ from twisted_caps.workers import WorkersService
 WORKERS = ("--workers", "2", "-i", HOST, "-p", "0")
 STARTED = re.compile(rb"caps: worker (\d+) started, pid (\d+)")
 CLOSED = re.compile(rb"caps worker (\d+): caps: \S+ closed after")
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 20) -> None:
-    """Poll C{predicate} until it is true; fail after C{timeout} seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting after {timeout}s")
-        time.sleep(0.05)
 
 
 def running_workers(daemon: Daemon) -> dict[int, int]:
@@ -246,12 +236,7 @@ class SpecTests(SynchronousTestCase):
 
 class WorkersOptionsTests(SynchronousTestCase):
     def assertUsageError(self, argv: list[str], *fragments: str) -> None:
-        error = self.assertRaises(SystemExit, Options().parseOptions, argv)
-        message = str(error.code)
-        self.assertTrue(message.startswith("caps: --workers"), message)
-        self.assertNotIn("\n", message)
-        for fragment in fragments:
-            self.assertIn(fragment, message)
+        assert_one_line_usage_error(self, argv, "caps: --workers", *fragments)
 
     def test_one_worker_serves_in_this_process(self) -> None:
         options = Options()
