@@ -1,8 +1,8 @@
 """Tests for L{twisted_caps.immediate}."""
 
+import errno
 import socket
 
-from twisted.internet.error import ConnectionLost
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -10,25 +10,32 @@ from tests.servers import eventually, port_of, start_in_reactor
 from twisted_caps.immediate import datagram_sender, send_now, supports_immediate_send
 
 
+class FakeSocket:
+    """A socket whose C{send} takes at most C{accepts} bytes, or raises it."""
+
+    def __init__(self, accepts: int | OSError) -> None:
+        self.accepts = accepts
+        self.sent: list[bytes] = []
+
+    def send(self, data: bytes) -> int:
+        self.sent.append(data)
+        if isinstance(self.accepts, OSError):
+            raise self.accepts
+        return min(self.accepts, len(data))
+
+
 class FakeTCPBuffer:
     """The attributes of C{tcp.Connection} that L{send_now} reads."""
 
-    def __init__(self, accepts: int | Exception, queued: bytes = b"") -> None:
+    def __init__(self, accepts: int | OSError, queued: bytes = b"") -> None:
         self.dataBuffer = queued
         self.offset = 0
         self._tempDataLen = 0
         self.connected = True
         self.disconnecting = False
         self._writeDisconnecting = False
-        self.accepts = accepts
-        self.sent: list[bytes] = []
+        self.socket = FakeSocket(accepts)
         self.buffered: list[bytes] = []
-
-    def writeSomeData(self, data: bytes) -> int | Exception:
-        self.sent.append(data)
-        if isinstance(self.accepts, Exception):
-            return self.accepts
-        return min(self.accepts, len(data))
 
     def write(self, data: bytes) -> None:
         self.buffered.append(data)
@@ -38,20 +45,25 @@ class SendNowTests(SynchronousTestCase):
     def test_empty_buffer_sends_at_once(self) -> None:
         transport = FakeTCPBuffer(accepts=100)
         send_now(transport, b"HELLO")
-        self.assertEqual((transport.sent, transport.buffered), ([b"HELLO"], []))
+        self.assertEqual((transport.socket.sent, transport.buffered), ([b"HELLO"], []))
 
     def test_what_the_kernel_does_not_take_is_buffered_in_order(self) -> None:
         transport = FakeTCPBuffer(accepts=2)
         send_now(transport, b"HELLO")
-        self.assertEqual((transport.sent, transport.buffered), ([b"HELLO"], [b"LLO"]))
+        self.assertEqual((transport.socket.sent, transport.buffered), ([b"HELLO"], [b"LLO"]))
 
     def test_queued_bytes_go_first(self) -> None:
         transport = FakeTCPBuffer(accepts=100, queued=b"EARLIER")
         send_now(transport, b"LATER")
-        self.assertEqual((transport.sent, transport.buffered), ([], [b"LATER"]))
+        self.assertEqual((transport.socket.sent, transport.buffered), ([], [b"LATER"]))
+
+    def test_a_full_socket_buffer_leaves_the_bytes_to_twisted(self) -> None:
+        transport = FakeTCPBuffer(accepts=BlockingIOError(errno.EAGAIN, "full"))
+        send_now(transport, b"HELLO")
+        self.assertEqual(transport.buffered, [b"HELLO"])
 
     def test_a_send_error_leaves_the_bytes_to_twisted(self) -> None:
-        transport = FakeTCPBuffer(accepts=ConnectionLost())
+        transport = FakeTCPBuffer(accepts=BrokenPipeError(errno.EPIPE, "gone"))
         send_now(transport, b"HELLO")
         self.assertEqual(transport.buffered, [b"HELLO"])
 
@@ -59,7 +71,7 @@ class SendNowTests(SynchronousTestCase):
         transport = FakeTCPBuffer(accepts=100)
         transport.disconnecting = True
         send_now(transport, b"HELLO")
-        self.assertEqual((transport.sent, transport.buffered), ([], [b"HELLO"]))
+        self.assertEqual((transport.socket.sent, transport.buffered), ([], [b"HELLO"]))
 
 
 class SupportTests(TestCase):

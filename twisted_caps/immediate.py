@@ -30,7 +30,13 @@ def supports_immediate_send(transport: object) -> bool:
 
 
 def send_now(transport: Any, data: bytes) -> None:
-    """Write C{data} on a C{tcp.Server}, sending at once if nothing is queued."""
+    """
+    Write C{data} on a C{tcp.Server}, sending at once if nothing is queued.
+
+    Any error from C{send} (a full socket buffer, a reset, a closed pipe)
+    leaves the bytes to C{write}, whose own attempt meets the same
+    condition and handles it as Twisted always does.
+    """
     if (
         transport.offset == len(transport.dataBuffer)
         and not transport._tempDataLen
@@ -38,11 +44,13 @@ def send_now(transport: Any, data: bytes) -> None:
         and not transport.disconnecting
         and not transport._writeDisconnecting
     ):
-        sent = transport.writeSomeData(data)
-        if isinstance(sent, int):
-            if sent == len(data):
-                return
-            data = data[sent:]
+        try:
+            sent = transport.socket.send(data)
+        except OSError:
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
     transport.write(data)
 
 
