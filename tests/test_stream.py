@@ -128,6 +128,19 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertTrue(transport.disconnecting)
         self.assertEqual(factory.idle_timeouts, 1)
 
+    def test_steady_input_keeps_one_timer_and_moves_the_deadline(self) -> None:
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10)
+        protocol, transport = connect_from(factory, "10.0.0.1")
+        for _ in range(25):
+            clock.advance(4)
+            protocol.dataReceived(b"x")
+            self.assertEqual(len(clock.getDelayedCalls()), 1)
+        clock.advance(9.5)
+        self.assertFalse(transport.disconnecting)
+        clock.advance(0.5)
+        self.assertTrue(transport.disconnecting)
+
     def test_client_that_never_reads_is_aborted_after_the_grace_period(self) -> None:
         clock = Clock()
         factory = CapsStreamFactory(clock, idle_timeout=10, shutdown_timeout=2)
