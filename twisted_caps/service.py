@@ -4,6 +4,7 @@ The service that opens every configured listener and closes them on stop.
 """
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from socket import SOCK_DGRAM
 from typing import Any
@@ -16,6 +17,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from twisted_caps import dispatch
 from twisted_caps.config import CapsConfig, TcpListener
 from twisted_caps.datagram import CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
@@ -55,16 +57,27 @@ class CapsService(Service):
 
     A worker of C{--workers} gives C{inherited}: the sockets its supervisor
     opened, which it adopts instead of opening the configured listeners.
+
+    With C{fast_dispatch}, the daemon's setting, the reactor reads TCP
+    connections through L{twisted_caps.dispatch} while the service runs; it
+    is off by default because it changes the reactor for the whole process,
+    which a test suite embedding the service may not expect.
     """
 
     log = Logger()
 
     def __init__(
-        self, config: CapsConfig, reactor: Any, inherited: tuple[InheritedSocket, ...] = ()
+        self,
+        config: CapsConfig,
+        reactor: Any,
+        inherited: tuple[InheritedSocket, ...] = (),
+        fast_dispatch: bool = False,
     ) -> None:
         """C{reactor} provides TCP, UDP and time (the global reactor, or a fake)."""
         self.config = config
         self.inherited = inherited
+        self.fast_dispatch = fast_dispatch
+        self._restore_dispatch: Callable[[], None] | None = None
         self.stream_factory = CapsStreamFactory(
             reactor,
             once=config.once,
@@ -87,11 +100,16 @@ class CapsService(Service):
     def startService(self) -> None:
         if not self.ports:
             self._listen()
+        if self.fast_dispatch:
+            self._restore_dispatch = dispatch.install(self._reactor)
         super().startService()
 
     def stopService(self) -> Deferred[Any]:
         """Stop accepting, then close every connection gracefully."""
         super().stopService()
+        if self._restore_dispatch is not None:
+            self._restore_dispatch()
+            self._restore_dispatch = None
         ports, self.ports = self.ports, []
         stopping = [maybeDeferred(port.stopListening) for port in ports]
         return DeferredList([*stopping, self.stream_factory.close_all()], consumeErrors=True)

@@ -224,4 +224,4 @@ def makeService(options: Options) -> IService:
         from twisted_caps.workers import WorkersService
 
         return WorkersService(options.config, reactor)
-    return CapsService(options.config, reactor)
+    return CapsService(options.config, reactor, fast_dispatch=True)

@@ -123,7 +123,7 @@ def main(argv: list[str]) -> None:
     globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
     from twisted.internet import reactor
 
-    service = CapsService(config, reactor, sockets)
+    service = CapsService(config, reactor, sockets, fast_dispatch=True)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     if reports:
