@@ -38,14 +38,15 @@ ANSWERED_ONCE = "answered once"
 ERROR = "error"
 
 
-@implementer(IHalfCloseableProtocol)
+@implementer(IHalfCloseableProtocol, IPushProducer)
 class CapsStreamProtocol(Protocol, TimeoutMixin):
     """
     Answer a byte stream with its capitalization, with no framing.
 
-    The transport is registered as the producer of its own writes: when a
-    client sends faster than it reads and the outgoing buffer fills, Twisted
-    stops reading from that client until the buffer drains, so memory stays
+    The protocol is registered as the producer of its transport's writes,
+    and passes pause and resume on to the transport's reading: when a client
+    sends faster than it reads and the outgoing buffer fills, Twisted stops
+    reading from that client until the buffer drains, so memory stays
     bounded and nothing is dropped. When the client half-closes, the
     remaining replies are written and then the connection is closed.
     """
@@ -54,7 +55,6 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
 
     def __init__(self, factory: "CapsStreamFactory") -> None:
         self.factory = factory
-        self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment]
         self.peer: str | None = None
         self._admitted = False
         self._abort_call: IDelayedCall | None = None
@@ -77,9 +77,24 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self._admitted = True
         self._immediate = supports_immediate_send(self.transport)
         self.opened_at = self.last_input_at = self.factory.clock.seconds()
-        producer = _CountedPauses(IPushProducer(self.transport), self.factory)
-        IConsumer(self.transport).registerProducer(producer, True)
+        IConsumer(self.transport).registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout or None)
+
+    def callLater(self, delay: float, function: Any, *args: Any) -> IDelayedCall:
+        """Schedule on the factory's clock (TimeoutMixin's timer uses this too)."""
+        call: IDelayedCall = self.factory.clock.callLater(delay, function, *args)
+        return call
+
+    def pauseProducing(self) -> None:
+        """The transport's write buffer is full: count it and stop reading."""
+        self.factory.pauses += 1
+        IPushProducer(self.transport).pauseProducing()
+
+    def resumeProducing(self) -> None:
+        IPushProducer(self.transport).resumeProducing()
+
+    def stopProducing(self) -> None:
+        IPushProducer(self.transport).stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
         if self._discarding:
@@ -176,27 +191,6 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             if self.close_reason is None:
                 self.close_reason = CLIENT_CLOSED if reason.check(ConnectionDone) else ERROR
             self.factory.release(self)
-
-
-@implementer(IPushProducer)
-class _CountedPauses:
-    """The transport as producer of its own writes, counting backpressure pauses."""
-
-    __slots__ = ("_factory", "_transport")
-
-    def __init__(self, transport: IPushProducer, factory: "CapsStreamFactory") -> None:
-        self._transport = transport
-        self._factory = factory
-
-    def pauseProducing(self) -> None:
-        self._factory.pauses += 1
-        self._transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        self._transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        self._transport.stopProducing()
 
 
 class CapsStreamFactory(Factory):
