@@ -91,6 +91,8 @@ def main(argv: list[str]) -> int:
         results["servers"] = interleave.run_all(chosen, build, seconds, rounds, idle, cores)
     print(report.tables(results))
     print()
+    print(report.targets(results))
+    print()
     print(report.correctness(results))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -6,13 +6,24 @@ workload against each server in turn, so a burst of load from another
 tenant of the machine hits one short slice of one server, not a whole
 column. A server's result for a workload is its best round; wrong replies,
 errors and losses are summed over all rounds.
+
+Then the servers of L{SCALING} run request/response once more with every
+core open to them and to the load generator, which is how C{--workers}
+can show what a second core gives (pinned, it has one core like the rest).
 """
 
+import os
 import sys
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from bench import servers, workloads
+
+#: The servers measured again on every core: one worker, and two.
+SCALING = ("caps", "caps-workers")
+#: The workload of that measurement.
+SCALING_WORKLOAD = "rr100"
 
 
 def run_all(
@@ -26,7 +37,7 @@ def run_all(
     """Start every server, measure it, stop it; return results by server name."""
     results: dict[str, Any] = {}
     running: dict[str, servers.RunningServer] = {}
-    server_core, load_core = cores if cores else (None, None)
+    server_core, load_core = ((cores[0],), (cores[1],)) if cores else (None, None)
     try:
         for spec in specs:
             command = spec.command(build)
@@ -46,6 +57,16 @@ def run_all(
                 for name, server in running.items():
                     counts = workloads.run(workload, server, build, seconds, load_core)
                     results[name]["rounds"].setdefault(workload.name, []).append(counts)
+        if cores:
+            scaling = [name for name in SCALING if name in running]
+            every_core = set(cores)
+            [workload] = [w for w in timed if w.name == SCALING_WORKLOAD]
+            for number in range(rounds):
+                print(f"bench: round {number + 1}/{rounds}: {workload.title}, every core",
+                      file=sys.stderr)  # fmt: skip
+                for name in scaling:
+                    counts = on_cores(running[name], every_core, workload, build, seconds)
+                    results[name]["rounds"].setdefault("every_core", []).append(counts)
         for name in running:
             for workload_name, measured in results[name]["rounds"].items():
                 results[name]["workloads"][workload_name] = best(measured)
@@ -54,6 +75,22 @@ def run_all(
             server.stop()
             server.log.unlink()
     return results
+
+
+def on_cores(
+    server: servers.RunningServer,
+    cores: Collection[int],
+    workload: workloads.Workload,
+    build: Path,
+    seconds: float,
+) -> dict[str, float]:
+    """Run C{workload} with C{server}'s processes and the load generator free on C{cores}."""
+    pinned_to = os.sched_getaffinity(server.process.pid)
+    servers.set_tree_affinity(server.process.pid, cores)
+    try:
+        return workloads.run(workload, server, build, seconds, cores)
+    finally:
+        servers.set_tree_affinity(server.process.pid, pinned_to)
 
 
 def best(measured: list[dict[str, float]]) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """
 The results as Markdown tables: one of measurements, one of ratios to the
-C epoll server, and the correctness counts the smoke test relies on.
+C epoll server, one of the targets twisted-caps aims at, and the
+correctness counts the smoke test relies on.
 """
 
 from collections.abc import Callable
@@ -51,7 +52,33 @@ ROWS = (
     Row("  CPU busy: server / load gen", "udp", _busy, ratio=False),
     Row("  per server CPU-second", "udp", _per_cpu("rate")),
     Row("RSS per idle conn, KiB", "idle", lambda c: c["kib_per_conn"], ratio=False),
+    Row("req/resp 100 conns, every core, msg/s", "every_core", lambda c: c["rate"], ratio=False),
+    Row("  CPU busy: server / load gen", "every_core", _busy, ratio=False),
 )
+ROW = {(row.workload, row.label): row for row in ROWS}
+
+
+@dataclass(frozen=True)
+class Target:
+    """A figure twisted-caps aims at: C{server}'s figure on C{row}, or its ratio to C{versus}."""
+
+    server: str
+    versus: str | None
+    row: Row
+    goal: float
+    at_most: bool = False
+
+
+TARGETS = (
+    Target("caps", "twisted", ROW["rr100", "req/resp 100 conns, msg/s"], 1.0),
+    Target("caps", "twisted", ROW["bulk", "bulk 10 conns, MB/s"], 1.0),
+    Target("caps", "asyncio", ROW["rr100", "req/resp 100 conns, msg/s"], 1.0),
+    Target("caps-workers", "caps",
+           ROW["every_core", "req/resp 100 conns, every core, msg/s"], 1.6),
+    Target("caps", "c", ROW["bulk", "bulk 10 conns, MB/s"], 0.8),
+    Target("caps", "twisted", ROW["udp", "UDP, datagrams/s"], 1.0),
+    Target("caps", None, ROW["idle", "RSS per idle conn, KiB"], 2.0, at_most=True),
+)  # fmt: skip
 
 
 def _format(value: float | str) -> str:
@@ -70,11 +97,13 @@ def tables(results: Results) -> str:
     for row in ROWS:
         cells = [_cell(servers[name], row) for name in names]
         lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
-    lines += ["", f"Ratio to {servers[BASELINE]['title']} (higher is better):", "", header, rule]
-    for row in ROWS:
-        if row.ratio:
-            cells = [_ratio(servers[name], servers[BASELINE], row) for name in names]
-            lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
+    if BASELINE in servers:
+        baseline = servers[BASELINE]
+        lines += ["", f"Ratio to {baseline['title']} (higher is better):", "", header, rule]
+        for row in ROWS:
+            if row.ratio:
+                cells = [_ratio(servers[name], baseline, row) for name in names]
+                lines.append(f"| {row.label} | " + " | ".join(cells) + " |")
     idle = [s for s in servers.values() if "workloads" in s and "idle" in s["workloads"]]
     short = [f"{s['title']} held {s['workloads']['idle']['ops']:.0f}" for s in idle
              if s["workloads"]["idle"]["short_of"]]  # fmt: skip
@@ -86,19 +115,53 @@ def tables(results: Results) -> str:
     return "\n".join(lines)
 
 
+def targets(results: Results) -> str:
+    """Each target with the figure or ratio this run measured, and whether it was met."""
+    servers = results["servers"]
+    lines = ["| target | measured | goal | |", "|---|---|---|---|"]
+    for target in TARGETS:
+        mine = _number(servers.get(target.server), target.row)
+        label = f"{_title(servers, target.server)}, {target.row.label}"
+        if target.versus is None:
+            measured = mine
+        else:
+            theirs = _number(servers.get(target.versus), target.row)
+            label += f", ratio to {_title(servers, target.versus)}"
+            measured = mine / theirs if mine is not None and theirs else None
+        if measured is None:
+            lines.append(f"| {label} | not measured | {target.goal} | |")
+            continue
+        met = measured <= target.goal if target.at_most else measured >= target.goal
+        sign = "<=" if target.at_most else ">="
+        verdict = "met" if met else "missed"
+        lines.append(f"| {label} | {measured:.2f} | {sign} {target.goal} | {verdict} |")
+    return "\n".join(lines)
+
+
+def _title(servers: Results, name: str) -> str:
+    return str(servers[name]["title"]) if name in servers else name
+
+
+def _number(server: Results | None, row: Row) -> float | None:
+    """The server's figure on C{row}, or None if it was not measured."""
+    if server is None or row.workload not in server.get("workloads", {}):
+        return None
+    value = row.value(server["workloads"][row.workload])
+    assert not isinstance(value, str)
+    return value
+
+
 def _cell(server: Results, row: Row) -> str:
     if "skipped" in server:
         return "skipped"
+    if row.workload not in server["workloads"]:
+        return "-"
     return _format(row.value(server["workloads"][row.workload]))
 
 
 def _ratio(server: Results, baseline: Results, row: Row) -> str:
-    if "skipped" in server or "skipped" in baseline:
-        return "-"
-    mine = row.value(server["workloads"][row.workload])
-    theirs = row.value(baseline["workloads"][row.workload])
-    assert isinstance(mine, float | int) and isinstance(theirs, float | int)
-    return f"{mine / theirs:.2f}" if theirs else "-"
+    mine, theirs = _number(server, row), _number(baseline, row)
+    return f"{mine / theirs:.2f}" if mine is not None and theirs else "-"
 
 
 def correctness(results: Results) -> str:

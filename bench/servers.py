@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,19 +119,22 @@ def compile_programs(build: Path) -> None:
         )
 
 
-def pinned(command: list[str], core: int | None) -> list[str]:
-    """Prefix C{command} with C{taskset} so it runs on C{core} only."""
-    if core is None:
+def pinned(command: list[str], cores: Collection[int] | None) -> list[str]:
+    """Prefix C{command} with C{taskset} so it runs on C{cores} only."""
+    if cores is None:
         return command
-    return ["taskset", "-c", str(core), *command]
+    return ["taskset", "-c", ",".join(map(str, sorted(cores))), *command]
 
 
-def start(spec: ServerSpec, command: list[str], core: int | None) -> RunningServer:
+def start(spec: ServerSpec, command: list[str], cores: Collection[int] | None) -> RunningServer:
     """Start a server, wait (up to 30 s) until it logs both ports."""
     log = Path(tempfile.mkstemp(prefix=f"bench-{spec.name}-", suffix=".log")[1])
     with log.open("wb") as output:
         process = subprocess.Popen(
-            pinned(command, core), stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            pinned(command, cores),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
@@ -157,6 +160,12 @@ def process_tree(pid: int) -> list[int]:
             continue
         found.append(current)
     return found
+
+
+def set_tree_affinity(pid: int, cores: Collection[int]) -> None:
+    """Let a process and its descendants run on C{cores} only."""
+    for member in process_tree(pid):
+        os.sched_setaffinity(member, cores)
 
 
 def tree_rss_kib(pid: int) -> int:

@@ -12,6 +12,7 @@ import resource
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +58,16 @@ def workloads(idle_connections: int) -> tuple[Workload, ...]:
 
 
 def run(
-    workload: Workload, server: RunningServer, build: Path, seconds: float, core: int | None
+    workload: Workload,
+    server: RunningServer,
+    build: Path,
+    seconds: float,
+    cores: Collection[int] | None,
 ) -> dict[str, float]:
     """Drive C{server} with C{workload}; return the counts measured."""
     if workload.mode == "idle":
         return idle_memory(server, workload.count)
-    return run_loadgen(workload, server, build, seconds, core, capitalize(workload.payload))
+    return run_loadgen(workload, server, build, seconds, cores, capitalize(workload.payload))
 
 
 def run_loadgen(
@@ -70,7 +75,7 @@ def run_loadgen(
     server: RunningServer,
     build: Path,
     seconds: float,
-    core: int | None,
+    cores: Collection[int] | None,
     expected: bytes,
 ) -> dict[str, float]:
     """Run the load generator, which compares every reply with C{expected}."""
@@ -85,7 +90,7 @@ def run_loadgen(
     server_before = tree_cpu_seconds(server.process.pid)
     load_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     finished = subprocess.run(
-        pinned(command, core), capture_output=True, check=True, timeout=seconds + 30
+        pinned(command, cores), capture_output=True, check=True, timeout=seconds + 30
     )
     load_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     counts: dict[str, float] = json.loads(finished.stdout)

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from bench import servers, workloads
+from bench import report, servers, workloads
 from tests.servers import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,3 +73,53 @@ class LoadGeneratorTests(TestCase):
         counts = workloads.run_loadgen(rr, server, build, 0.2, None, expected=b"hello world\n")
         self.assertEqual(counts["ops"], 0)
         self.assertGreater(counts["bad"], 0)
+
+
+def measured(title: str, **workload_rates: float) -> dict[str, Any]:
+    """A server's results with the given rate (msg/s, MB/s or KiB) per workload."""
+    counts = {
+        name: {"rate": rate, "mb_per_s": rate, "kib_per_conn": rate, "p50_us": 1, "p99_us": 2,
+               "server_busy": 1.0, "load_busy": 0.5}
+        for name, rate in workload_rates.items()
+    }  # fmt: skip
+    return {"title": title, "workloads": counts}
+
+
+class ReportTests(SynchronousTestCase):
+    """The tables and the targets, from results made up for the purpose."""
+
+    def target_line(self, results: dict[str, Any], start: str) -> str:
+        [line] = [line for line in report.targets(results).splitlines() if line.startswith(start)]
+        return line
+
+    def test_a_ratio_is_met_or_missed_against_its_goal(self) -> None:
+        results = {"servers": {
+            "caps": measured("twisted-caps", rr100=90.0, udp=120.0),
+            "asyncio": measured("asyncio", rr100=100.0),
+            "twisted": measured("bare Twisted", rr100=60.0, udp=100.0),
+        }}  # fmt: skip
+        self.assertIn("| 0.90 | >= 1.0 | missed |",
+                      self.target_line(results, "| twisted-caps, req/resp 100 conns, msg/s, "
+                                       "ratio to asyncio"))  # fmt: skip
+        self.assertIn("| 1.20 | >= 1.0 | met |",
+                      self.target_line(results, "| twisted-caps, UDP"))  # fmt: skip
+
+    def test_memory_is_a_ceiling(self) -> None:
+        over = {"servers": {"caps": measured("twisted-caps", idle=2.2)}}
+        under = {"servers": {"caps": measured("twisted-caps", idle=1.8)}}
+        start = "| twisted-caps, RSS per idle conn"
+        self.assertIn("| 2.20 | <= 2.0 | missed |", self.target_line(over, start))
+        self.assertIn("| 1.80 | <= 2.0 | met |", self.target_line(under, start))
+
+    def test_a_server_not_run_leaves_its_targets_unmeasured(self) -> None:
+        results = {"servers": {"caps": measured("twisted-caps", rr100=90.0)}}
+        line = self.target_line(
+            results, "| twisted-caps, req/resp 100 conns, msg/s, ratio to asyncio"
+        )
+        self.assertIn("not measured", line)
+
+    def test_tables_without_the_c_server_have_no_ratio_table(self) -> None:
+        results = {"servers": {"caps": measured("twisted-caps", rr1=9.0, rr100=90.0)}}
+        tables = report.tables(results)
+        self.assertNotIn("Ratio to", tables)
+        self.assertIn("| req/resp 100 conns, msg/s | 90.00 |", tables)
