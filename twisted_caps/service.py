@@ -23,6 +23,7 @@ from twisted_caps.datagram import CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
 from twisted_caps.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.rlimits import raise_open_files_limit
+from twisted_caps.shared_accept import adopt_shared_stream_port
 from twisted_caps.stream import CapsStreamFactory
 
 
@@ -154,7 +155,7 @@ class CapsService(Service):
         # The reactor expects a non-blocking socket: a blocking accept would hang it.
         os.set_blocking(fd, False)
         if inherited.kind == "TCP":
-            port = self._reactor.adoptStreamPort(fd, family, self.stream_factory)
+            port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
             port = self._reactor.adoptDatagramPort(fd, family, protocol)

@@ -1,0 +1,98 @@
+"""Tests for L{twisted_caps.shared_accept}: one connection accepted per wake-up."""
+
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any, cast
+
+from twisted.internet import reactor
+from twisted.internet.interfaces import IAddress, IReactorSocket
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.trial.unittest import TestCase
+
+from twisted_caps.shared_accept import adopt_shared_stream_port
+
+
+class Accepted(ServerFactory):
+    """Count the connections accepted, and keep them to close at the end."""
+
+    def __init__(self) -> None:
+        self.protocols: list[Protocol] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        protocol = Protocol()
+        self.protocols.append(protocol)
+        return protocol
+
+
+Address = str | tuple[str, int]
+
+
+class OneAcceptPerWakeupTests(TestCase):
+    def listening(self, family: socket.AddressFamily, address: Address) -> socket.socket:
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        self.addCleanup(listener.close)
+        listener.bind(address)
+        listener.listen(16)
+        listener.setblocking(False)
+        return listener
+
+    def queue_clients(self, listener: socket.socket, count: int) -> None:
+        """Connect C{count} clients; the kernel completes them without an accept."""
+        for _ in range(count):
+            client = socket.socket(listener.family, socket.SOCK_STREAM)
+            self.addCleanup(client.close)
+            client.connect(listener.getsockname())
+
+    def adopt(
+        self, shared: bool, family: socket.AddressFamily, address: Address
+    ) -> tuple[Any, Accepted]:
+        """
+        A port on a listening socket with three clients queued, not reading by
+        itself, so the test drives its C{doRead}: C{shared}, or Twisted's own.
+        """
+        listener = self.listening(family, address)
+        self.queue_clients(listener, 3)
+        factory = Accepted()
+        fd = listener.fileno()
+        port: Any
+        if shared:
+            port = adopt_shared_stream_port(reactor, fd, family, factory)
+        else:
+            port = cast(IReactorSocket, reactor).adoptStreamPort(fd, family, factory)
+        port.stopReading()
+        self.addCleanup(port.stopListening)
+        self.addCleanup(
+            lambda: [cast(Any, p.transport).abortConnection() for p in factory.protocols]
+        )
+        return port, factory
+
+    @staticmethod
+    def abort_all(factory: Accepted) -> None:
+        for protocol in factory.protocols:
+            cast(Any, protocol.transport).abortConnection()
+
+    def accepted_after_each_read(
+        self, shared: bool, family: socket.AddressFamily, address: Address
+    ) -> list[int]:
+        port, factory = self.adopt(shared, family, address)
+        counts = []
+        for _ in range(3):
+            port.doRead()
+            counts.append(len(factory.protocols))
+        return counts
+
+    def test_tcp_accepts_one_connection_per_read(self) -> None:
+        counts = self.accepted_after_each_read(True, socket.AF_INET, ("127.0.0.1", 0))
+        self.assertEqual(counts, [1, 2, 3])
+
+    def test_unix_accepts_one_connection_per_read(self) -> None:
+        scratch = tempfile.mkdtemp(prefix="caps-accept-")
+        self.addCleanup(shutil.rmtree, scratch)
+        path = os.path.join(scratch, "socket")
+        self.assertEqual(self.accepted_after_each_read(True, socket.AF_UNIX, path), [1, 2, 3])
+
+    def test_twisteds_own_port_takes_the_whole_queue_at_once(self) -> None:
+        counts = self.accepted_after_each_read(False, socket.AF_INET, ("127.0.0.1", 0))
+        self.assertEqual(counts, [3, 3, 3])
