@@ -1,4 +1,7 @@
-"""Start caps servers for tests: in this process's reactor, or as twistd."""
+"""
+Start caps servers for tests: in this process's reactor, or as twistd; and a
+plain server factory that keeps the protocols it builds.
+"""
 
 import json
 import os
@@ -11,9 +14,11 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from twisted.internet import reactor
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -24,6 +29,21 @@ from twisted_caps.tap import Options
 REQUIRE_TOOLS = os.environ.get("CAPS_REQUIRE_TOOLS") == "1"
 BIN = os.path.dirname(sys.executable)
 SERVING = re.compile(rb"serving (TCP|UDP) on (?:\[([^\]]+)\]|([^:\s]+)):(\d+)")
+
+BuiltProtocol = TypeVar("BuiltProtocol", bound=Protocol)
+
+
+class KeptProtocols(ServerFactory, Generic[BuiltProtocol]):
+    """A server factory that builds its protocols with C{make} and keeps them."""
+
+    def __init__(self, make: Callable[[], BuiltProtocol]) -> None:
+        self.make = make
+        self.built: list[BuiltProtocol] = []
+
+    def buildProtocol(self, addr: IAddress | None) -> BuiltProtocol:
+        protocol = self.make()
+        self.built.append(protocol)
+        return protocol
 
 
 def require_program(name: str) -> str:

@@ -2,14 +2,14 @@
 
 import socket
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol
-from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorUDP
+from twisted.internet.protocol import DatagramProtocol, Protocol, connectionDone
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.python import context, log
@@ -17,7 +17,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
-from tests.servers import eventually, start_in_reactor
+from tests.servers import KeptProtocols, eventually, start_in_reactor
 from twisted_caps import dispatch
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options
@@ -57,16 +57,25 @@ class Recorder(Protocol):
         self.lost.callback(None)
 
 
-class RecorderFactory(ServerFactory):
-    """Build L{Recorder}s and keep them."""
+class BrokenClose(Protocol):
+    """A protocol, not half-closeable, whose C{connectionLost} raises."""
 
     def __init__(self) -> None:
-        self.built: list[Recorder] = []
+        self.lost = False
 
-    def buildProtocol(self, addr: IAddress | None) -> Recorder:
-        protocol = Recorder()
-        self.built.append(protocol)
-        return protocol
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.lost = True
+        raise ZeroDivisionError("broken close")
+
+
+class DatagramRecorder(DatagramProtocol):
+    """Record the log system each datagram arrives under."""
+
+    def __init__(self) -> None:
+        self.systems: list[str] = []
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.systems.append(context.get(log.ILogContext)["system"])
 
 
 class InstallTests(SynchronousTestCase):
@@ -75,14 +84,30 @@ class InstallTests(SynchronousTestCase):
         self.assertIsNone(dispatch.install(memory))
         self.assertNotIn("doIteration", vars(memory))
 
-    def test_uninstall_restores_the_reactors_own_poll(self) -> None:
+    def epoll(self) -> EPollReactor:
+        """A reactor of its own, never run, closed at cleanup."""
         epoll = EPollReactor()
         self.addCleanup(epoll._poller.close)
+        self.addCleanup(epoll.waker.connectionLost, None)
+        return epoll
+
+    def test_uninstall_restores_the_reactors_own_poll(self) -> None:
+        epoll = self.epoll()
         restore = dispatch.install(epoll)
         assert restore is not None
         self.assertIn("doIteration", vars(epoll))
         restore()
         self.assertEqual(epoll.doIteration.__func__, EPollReactor.doPoll)  # type: ignore[attr-defined]
+
+    def test_a_second_install_leaves_the_first_in_place(self) -> None:
+        epoll = self.epoll()
+        restore = dispatch.install(epoll)
+        assert restore is not None
+        installed = vars(epoll)["doIteration"]
+        self.assertIsNone(dispatch.install(epoll))
+        self.assertIs(vars(epoll)["doIteration"], installed)
+        restore()
+        self.assertNotIn("doIteration", vars(epoll))
 
 
 class LoopbackTests(TestCase):
@@ -92,14 +117,23 @@ class LoopbackTests(TestCase):
         restore = dispatch.install(reactor)
         assert restore is not None
         self.restore: Callable[[], None] = restore
+        self.events: list[LogEvent] = []
+        observer = cast(ILogObserver, self.events.append)
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
         self.addCleanup(self._restore)
-        factory = RecorderFactory()
+        factory = KeptProtocols(Recorder)
         self.protocols = factory.built
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        address = port.getHost()
-        self.client = socket.create_connection(("127.0.0.1", address.port))  # type: ignore[attr-defined]
+        self.client_address = ("127.0.0.1", port.getHost().port)  # type: ignore[attr-defined]
+        self.client = socket.create_connection(self.client_address)
         self.addCleanup(self.client.close)
+
+    def assert_one_error_logged_with_the_prefix(self, prefix: str) -> None:
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        [logged] = [event for event in self.events if event.get("isError")]
+        self.assertIn(prefix, logged["log_system"])
 
     def _restore(self) -> None:
         if "doIteration" in vars(reactor):
@@ -119,13 +153,10 @@ class LoopbackTests(TestCase):
         self.assertTrue(server.reason.check(ConnectionDone))
         self.assertEqual(server.received, b"hello")
         self.assertEqual(set(server.systems), {"-"})
+        self.client.settimeout(10)
         self.assertEqual(self.client.recv(100), b"HELLO")
 
     async def test_an_error_is_logged_with_the_transports_prefix(self) -> None:
-        events: list[LogEvent] = []
-        observer = cast(ILogObserver, events.append)
-        globalLogPublisher.addObserver(observer)
-        self.addCleanup(globalLogPublisher.removeObserver, observer)
         Recorder.fail_on = b"boom"
         self.addCleanup(setattr, Recorder, "fail_on", None)
         self.client.sendall(b"boom")
@@ -133,9 +164,29 @@ class LoopbackTests(TestCase):
         await server.lost
         assert server.reason is not None
         self.assertTrue(server.reason.check(ZeroDivisionError))
-        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
-        [logged] = [event for event in events if event.get("isError")]
-        self.assertIn("Recorder", logged["log_system"])
+        self.assert_one_error_logged_with_the_prefix("Recorder")
+
+    async def test_an_error_while_closing_is_logged_and_serving_goes_on(self) -> None:
+        factory = KeptProtocols(BrokenClose)
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        address = ("127.0.0.1", port.getHost().port)  # type: ignore[attr-defined]
+        socket.create_connection(address).close()
+        await eventually(lambda: factory.built and factory.built[0].lost)
+        self.assert_one_error_logged_with_the_prefix("BrokenClose")
+        self.client.sendall(b"still serving")
+        server = await self._connected()
+        await eventually(lambda: server.received)
+        self.assertEqual(server.received, b"still serving")
+
+    async def test_other_transports_keep_the_context(self) -> None:
+        protocol = DatagramRecorder()
+        port = cast(IReactorUDP, reactor).listenUDP(0, protocol, "127.0.0.1", 8192)
+        self.addCleanup(port.stopListening)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sender:
+            sender.sendto(b"hello", ("127.0.0.1", port.getHost().port))  # type: ignore[attr-defined]
+        await eventually(lambda: protocol.systems)
+        self.assertIn("(UDP)", protocol.systems[0])
 
     async def test_without_it_reads_run_in_the_context_again(self) -> None:
         self.restore()
@@ -153,7 +204,6 @@ class ServiceTests(TestCase):
         options.parseOptions(["-i", "127.0.0.1", "-p", "0", "--no-udp"])
         service = CapsService(options.config, reactor, fast_dispatch=True)
         service.startService()
-        self.addCleanup(service.stopService)
         self.assertIn("doIteration", vars(reactor))
         await service.stopService()
         self.assertNotIn("doIteration", vars(reactor))

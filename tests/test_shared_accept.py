@@ -7,24 +7,12 @@ import tempfile
 from typing import Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.interfaces import IAddress, IReactorSocket
-from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.interfaces import IReactorSocket
+from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
+from tests.servers import KeptProtocols
 from twisted_caps.shared_accept import adopt_shared_stream_port
-
-
-class Accepted(ServerFactory):
-    """Count the connections accepted, and keep them to close at the end."""
-
-    def __init__(self) -> None:
-        self.protocols: list[Protocol] = []
-
-    def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        protocol = Protocol()
-        self.protocols.append(protocol)
-        return protocol
-
 
 Address = str | tuple[str, int]
 
@@ -47,14 +35,14 @@ class OneAcceptPerWakeupTests(TestCase):
 
     def adopt(
         self, shared: bool, family: socket.AddressFamily, address: Address
-    ) -> tuple[Any, Accepted]:
+    ) -> tuple[Any, KeptProtocols[Protocol]]:
         """
         A port on a listening socket with three clients queued, not reading by
         itself, so the test drives its C{doRead}: C{shared}, or Twisted's own.
         """
         listener = self.listening(family, address)
         self.queue_clients(listener, 3)
-        factory = Accepted()
+        factory = KeptProtocols(Protocol)
         fd = listener.fileno()
         port: Any
         if shared:
@@ -63,14 +51,13 @@ class OneAcceptPerWakeupTests(TestCase):
             port = cast(IReactorSocket, reactor).adoptStreamPort(fd, family, factory)
         port.stopReading()
         self.addCleanup(port.stopListening)
-        self.addCleanup(
-            lambda: [cast(Any, p.transport).abortConnection() for p in factory.protocols]
-        )
+        self.addCleanup(self.abort_all, factory)
         return port, factory
 
     @staticmethod
-    def abort_all(factory: Accepted) -> None:
-        for protocol in factory.protocols:
+    def abort_all(factory: KeptProtocols[Protocol]) -> None:
+        """Close what the port accepted."""
+        for protocol in factory.built:
             cast(Any, protocol.transport).abortConnection()
 
     def accepted_after_each_read(
@@ -80,7 +67,7 @@ class OneAcceptPerWakeupTests(TestCase):
         counts = []
         for _ in range(3):
             port.doRead()
-            counts.append(len(factory.protocols))
+            counts.append(len(factory.built))
         return counts
 
     def test_tcp_accepts_one_connection_per_read(self) -> None:

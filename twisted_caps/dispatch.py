@@ -35,14 +35,17 @@ from twisted.python import log
 def install(reactor: object) -> Callable[[], None] | None:
     """
     Use the fast read dispatch on C{reactor} if it is exactly Twisted's epoll
-    reactor; return the function that restores its own, or None if left alone.
+    reactor and nothing has replaced its C{doIteration} yet; return the
+    function that restores the reactor's own, or None if it was left alone.
     """
-    if type(reactor) is not EPollReactor:
+    if type(reactor) is not EPollReactor or "doIteration" in vars(reactor):
         return None
-    reactor.doIteration = MethodType(_poll, reactor)  # type: ignore[method-assign]
+    poll = MethodType(_poll, reactor)
+    reactor.doIteration = poll  # type: ignore[method-assign]
 
     def uninstall() -> None:
-        del reactor.doIteration
+        if vars(reactor).get("doIteration") is poll:
+            del reactor.doIteration
 
     return uninstall
 
@@ -60,10 +63,13 @@ def _poll(reactor: Any, timeout: float | None) -> None:
             log.callWithLogger(selectable, dispatch, selectable, fd, event)
             continue
         why: object
+        from_read = True
         try:
             why = selectable.doRead()
         except BaseException as error:
-            why = error
+            why, from_read = error, False
             log.callWithLogger(selectable, log.err)
         if why:
-            reactor._disconnectSelectable(selectable, why, True)
+            # Closing runs protocol code too: inside the context, as Twisted does.
+            disconnect = reactor._disconnectSelectable
+            log.callWithLogger(selectable, disconnect, selectable, why, from_read)
