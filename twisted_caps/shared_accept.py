@@ -30,6 +30,7 @@ class _OneAcceptPerWakeup:
 
     @property
     def numberAccepts(self) -> int:
+        """How many connections one wake-up accepts: one."""
         return 1
 
     @numberAccepts.setter

@@ -5,6 +5,7 @@ with its capitalized form as soon as it arrives; and its factory, which holds
 the policy (limits, idle timeout, graceful shutdown).
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
@@ -80,7 +81,9 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         IConsumer(self.transport).registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout or None)
 
-    def callLater(self, delay: float, function: Any, *args: Any) -> IDelayedCall:
+    def callLater(
+        self, delay: float, function: Callable[..., object], *args: object
+    ) -> IDelayedCall:
         """Schedule on the factory's clock (TimeoutMixin's timer uses this too)."""
         call: IDelayedCall = self.factory.clock.callLater(delay, function, *args)
         return call
@@ -91,9 +94,11 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         IPushProducer(self.transport).pauseProducing()
 
     def resumeProducing(self) -> None:
+        """The write buffer has drained: read from the client again."""
         IPushProducer(self.transport).resumeProducing()
 
     def stopProducing(self) -> None:
+        """The transport is going away: stop it reading."""
         IPushProducer(self.transport).stopProducing()
 
     def dataReceived(self, data: bytes) -> None:
