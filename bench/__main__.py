@@ -76,7 +76,8 @@ def main(argv: list[str]) -> int:
         netns.prepare()
     signal.signal(signal.SIGTERM, terminate)
     raise_file_limit()
-    cores = (SERVER_CORE, LOAD_CORE) if len(os.sched_getaffinity(0)) >= 2 else None
+    every_core = os.sched_getaffinity(0)
+    cores = (SERVER_CORE, LOAD_CORE) if len(every_core) >= 2 else None
     if cores:
         os.sched_setaffinity(0, {LOAD_CORE})
     seconds, rounds = (0.5, 1) if args.quick else (0.6, 5)
@@ -88,7 +89,9 @@ def main(argv: list[str]) -> int:
         build = Path(build_dir)
         servers.compile_programs(build)
         idle = 300 if args.quick else 5000
-        results["servers"] = interleave.run_all(chosen, build, seconds, rounds, idle, cores)
+        results["servers"] = interleave.run_all(
+            chosen, build, seconds, rounds, idle, cores, every_core
+        )
     print(report.tables(results))
     print()
     print(report.targets(results))

@@ -33,8 +33,14 @@ def run_all(
     rounds: int,
     idle_connections: int,
     cores: tuple[int, int] | None,
+    every_core: Collection[int],
 ) -> dict[str, Any]:
-    """Start every server, measure it, stop it; return results by server name."""
+    """
+    Start every server, measure it, stop it; return results by server name.
+
+    C{cores} are the server's and the load generator's when pinned (None:
+    not pinned); C{every_core} is what the machine lets this process use.
+    """
     results: dict[str, Any] = {}
     running: dict[str, servers.RunningServer] = {}
     server_core, load_core = ((cores[0],), (cores[1],)) if cores else (None, None)
@@ -57,15 +63,14 @@ def run_all(
                 for name, server in running.items():
                     counts = workloads.run(workload, server, build, seconds, load_core)
                     results[name]["rounds"].setdefault(workload.name, []).append(counts)
-        if cores:
-            scaling = [name for name in SCALING if name in running]
-            every_core = set(cores)
+        scaling = {name: running[name] for name in SCALING if name in running}
+        if cores and scaling:
             [workload] = [w for w in timed if w.name == SCALING_WORKLOAD]
             for number in range(rounds):
                 print(f"bench: round {number + 1}/{rounds}: {workload.title}, every core",
                       file=sys.stderr)  # fmt: skip
-                for name in scaling:
-                    counts = on_cores(running[name], every_core, workload, build, seconds)
+                for name, server in scaling.items():
+                    counts = on_cores(server, every_core, workload, build, seconds)
                     results[name]["rounds"].setdefault("every_core", []).append(counts)
         for name in running:
             for workload_name, measured in results[name]["rounds"].items():

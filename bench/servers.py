@@ -6,6 +6,7 @@ Every server logs C{serving TCP on 127.0.0.1:PORT} and the same for UDP, as
 C{twistd caps} does, so one parser finds the ports of all of them.
 """
 
+import contextlib
 import os
 import re
 import shutil
@@ -163,9 +164,12 @@ def process_tree(pid: int) -> list[int]:
 
 
 def set_tree_affinity(pid: int, cores: Collection[int]) -> None:
-    """Let a process and its descendants run on C{cores} only."""
+    """Let every thread of a process and its descendants run on C{cores} only."""
     for member in process_tree(pid):
-        os.sched_setaffinity(member, cores)
+        with contextlib.suppress(FileNotFoundError):
+            for thread in os.listdir(f"/proc/{member}/task"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(int(thread), cores)
 
 
 def tree_rss_kib(pid: int) -> int:
