@@ -128,13 +128,12 @@ def targets(results: Results) -> str:
             theirs = _number(servers.get(target.versus), target.row)
             label += f", ratio to {_title(servers, target.versus)}"
             measured = mine / theirs if mine is not None and theirs else None
+        goal = f"{'<=' if target.at_most else '>='} {target.goal}"
         if measured is None:
-            lines.append(f"| {label} | not measured | {target.goal} | |")
+            lines.append(f"| {label} | not measured | {goal} | |")
             continue
         met = measured <= target.goal if target.at_most else measured >= target.goal
-        sign = "<=" if target.at_most else ">="
-        verdict = "met" if met else "missed"
-        lines.append(f"| {label} | {measured:.2f} | {sign} {target.goal} | {verdict} |")
+        lines.append(f"| {label} | {measured:.2f} | {goal} | {'met' if met else 'missed'} |")
     return "\n".join(lines)
 
 
