@@ -99,6 +99,12 @@ class InstallTests(SynchronousTestCase):
         restore()
         self.assertEqual(epoll.doIteration.__func__, EPollReactor.doPoll)  # type: ignore[attr-defined]
 
+    def test_a_reactor_without_the_parts_it_reads_is_left_alone(self) -> None:
+        epoll = self.epoll()
+        del epoll._selectables
+        self.assertIsNone(dispatch.install(epoll))
+        self.assertNotIn("doIteration", vars(epoll))
+
     def test_a_second_install_leaves_the_first_in_place(self) -> None:
         epoll = self.epoll()
         restore = dispatch.install(epoll)

@@ -3,6 +3,7 @@
 import errno
 import socket
 
+from twisted.internet import tcp
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -77,6 +78,9 @@ class SendNowTests(SynchronousTestCase):
 class SupportTests(TestCase):
     def test_string_transport_keeps_the_plain_write(self) -> None:
         self.assertFalse(supports_immediate_send(StringTransport()))
+
+    def test_a_tcp_server_without_the_parts_it_reads_keeps_the_plain_write(self) -> None:
+        self.assertFalse(supports_immediate_send(tcp.Server.__new__(tcp.Server)))
 
     async def test_a_served_tcp_connection_sends_at_once(self) -> None:
         service = start_in_reactor(self, "--no-udp")

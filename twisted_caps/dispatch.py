@@ -31,14 +31,20 @@ from twisted.internet import tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
+#: The reactor's private parts this reads; a Twisted without them is left alone.
+_USED = ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
+
 
 def install(reactor: object) -> Callable[[], None] | None:
     """
     Use the fast read dispatch on C{reactor} if it is exactly Twisted's epoll
-    reactor and nothing has replaced its C{doIteration} yet; return the
-    function that restores the reactor's own, or None if it was left alone.
+    reactor, as this module knows it, and nothing has replaced its
+    C{doIteration} yet; return the function that restores the reactor's own,
+    or None if it was left alone.
     """
     if type(reactor) is not EPollReactor or "doIteration" in vars(reactor):
+        return None
+    if not all(hasattr(reactor, name) for name in _USED):
         return None
     poll = MethodType(_poll, reactor)
     reactor.doIteration = poll  # type: ignore[method-assign]

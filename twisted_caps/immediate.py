@@ -23,10 +23,16 @@ from typing import Any
 
 from twisted.internet import tcp, udp
 
+#: The transport's private parts L{send_now} reads.
+_USED = ("socket", "dataBuffer", "offset", "_tempDataLen", "_writeDisconnecting")
+
 
 def supports_immediate_send(transport: object) -> bool:
-    """Whether L{send_now} may be used on C{transport}."""
-    return type(transport) is tcp.Server
+    """
+    Whether L{send_now} may be used on C{transport}: a C{tcp.Server} with the
+    attributes it reads (a Twisted without them keeps the plain C{write}).
+    """
+    return type(transport) is tcp.Server and all(hasattr(transport, name) for name in _USED)
 
 
 def send_now(transport: Any, data: bytes) -> None:
