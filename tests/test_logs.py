@@ -1,6 +1,12 @@
-"""One JSON object per log event, from twistd and from twist, for log shippers."""
+"""
+One JSON object per log event, from twistd and from twist, for log shippers;
+and the close lines dropped by a log level, for heavy connection churn.
+"""
 
 import os
+import shutil
+import socket
+import tempfile
 
 from twisted.trial.unittest import TestCase
 
@@ -48,3 +54,45 @@ class JsonLogTests(TestCase):
         wait_for(lambda: b"bytes_in" in daemon.output)
         daemon.stop()
         self.assertConnectionCloseEvent(daemon.output)
+
+
+class LogLevelTests(TestCase):
+    def test_twist_at_warn_level_drops_close_lines_and_keeps_warnings(self) -> None:
+        scratch = tempfile.mkdtemp(prefix="caps-logs-")
+        self.addCleanup(shutil.rmtree, scratch)
+        path = os.path.join(scratch, "caps.sock")
+        command = [
+            os.path.join(BIN, "twist"),
+            "--log-format",
+            "text",
+            "--log-level",
+            "warn",
+            "caps",
+        ]
+        command += ["--tcp", f"unix:{path}", "--no-udp", "--max-connections", "1"]
+        daemon = start_process(self, command, expect=())
+        clients: list[socket.socket] = []
+
+        def connected() -> bool:
+            client = socket.socket(socket.AF_UNIX)
+            client.settimeout(10)
+            try:
+                client.connect(path)
+            except OSError:
+                client.close()
+                return False
+            clients.append(client)
+            self.addCleanup(client.close)
+            return True
+
+        wait_for(connected)
+        first = clients[0]
+        first.sendall(b"hello")
+        self.assertEqual(first.recv(16), b"HELLO")
+        wait_for(connected)
+        self.assertEqual(clients[1].recv(16), b"")
+        wait_for(lambda: b"refused" in daemon.output)
+        first.close()
+        daemon.stop()
+        self.assertIn(b"refused a connection from local", daemon.output)
+        self.assertNotIn(b"closed after", daemon.output)

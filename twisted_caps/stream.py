@@ -250,7 +250,7 @@ class CapsStreamFactory(Factory):
                 self.log,
                 "caps: refused a connection from {peer}: {limit} reached"
                 " ({suppressed} more refusals not logged)",
-                peer=protocol.peer,
+                peer=protocol.peer or "local",
                 limit=refusal,
             )
             return False
