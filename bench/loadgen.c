@@ -154,6 +154,29 @@ static int check(struct conn *c, const char *data, size_t n, uint64_t t, int cou
     return 0;
 }
 
+enum received { RECEIVED, FAILED, WRONG };
+
+/* Read what the server sent on C and check it: FAILED for a closed or broken
+ * connection, WRONG for a reply that differs from the expected one. */
+static enum received receive(struct conn *c, char *buf, size_t size, uint64_t t, int counting)
+{
+    ssize_t got = recv(c->fd, buf, size, 0);
+    if (got < 0 && errno == EAGAIN)
+        return RECEIVED;
+    if (got <= 0)
+        return FAILED;
+    return check(c, buf, (size_t)got, t, counting) < 0 ? WRONG : RECEIVED;
+}
+
+/* Print the counts as one JSON line; percentiles are -1 when none were recorded. */
+static void print_counts(uint64_t start, uint64_t end)
+{
+    printf("{\"ops\": %lu, \"bytes\": %lu, \"seconds\": %.6f, \"bad\": %lu, \"errors\": %lu, "
+           "\"lost\": %lu, \"p50_us\": %ld, \"p99_us\": %ld}\n",
+           ops, bytes_ok, (double)(end - start) / 1e9, bad, errors, lost, percentile(0.50),
+           percentile(0.99));
+}
+
 /* Write requests until WINDOW are in flight or the socket is full. */
 static int send_more(int ep, struct conn *c, long window)
 {
@@ -232,14 +255,12 @@ static void run_tcp(int port, long conns, long window, double seconds)
             if (c->fd < 0)
                 continue;
             if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
-                ssize_t got = recv(c->fd, buf, sizeof buf, 0);
-                if (got <= 0 && !(got < 0 && errno == EAGAIN)) {
-                    errors++;
-                    drop(c);
-                    continue;
-                }
-                if (got > 0 && check(c, buf, (size_t)got, t, t < end) < 0) {
-                    bad++;
+                enum received r = receive(c, buf, sizeof buf, t, t < end);
+                if (r != RECEIVED) {
+                    if (r == WRONG)
+                        bad++;
+                    else
+                        errors++;
                     drop(c);
                     continue;
                 }
@@ -250,10 +271,7 @@ static void run_tcp(int port, long conns, long window, double seconds)
             }
         }
     }
-    printf("{\"ops\": %lu, \"bytes\": %lu, \"seconds\": %.6f, \"bad\": %lu, \"errors\": %lu, "
-           "\"lost\": 0, \"p50_us\": %ld, \"p99_us\": %ld}\n",
-           ops, bytes_ok, (double)(end - start) / 1e9, bad, errors, percentile(0.50),
-           percentile(0.99));
+    print_counts(start, end);
 }
 
 static void churn_start(int ep, struct conn *c, struct sockaddr_in *addr)
@@ -294,15 +312,14 @@ static void run_churn(int port, long concurrency, double seconds)
             if (evs[i].events & (EPOLLERR | EPOLLHUP) && !(evs[i].events & EPOLLIN))
                 failed = 1;
             else if (evs[i].events & EPOLLIN) {
-                ssize_t got = recv(c->fd, buf, sizeof buf, 0);
-                if (got <= 0 && !(got < 0 && errno == EAGAIN))
-                    failed = 1;
-                else if (got > 0 && check(c, buf, (size_t)got, t, t < end) < 0) {
+                enum received r = receive(c, buf, sizeof buf, t, t < end);
+                if (r == WRONG) {
                     bad++;
                     drop(c);
                     churn_start(ep, c, &addr);
                     continue;
                 }
+                failed = r == FAILED;
             }
             if (!failed && c->answered) {
                 drop(c); /* the reply is complete: close and start the next */
@@ -318,10 +335,7 @@ static void run_churn(int port, long concurrency, double seconds)
             }
         }
     }
-    printf("{\"ops\": %lu, \"bytes\": %lu, \"seconds\": %.6f, \"bad\": %lu, \"errors\": %lu, "
-           "\"lost\": 0, \"p50_us\": %ld, \"p99_us\": %ld}\n",
-           ops, bytes_ok, (double)(end - start) / 1e9, bad, errors, percentile(0.50),
-           percentile(0.99));
+    print_counts(start, end);
 }
 
 static void run_udp(int port, long sockets, long window, double seconds)
@@ -379,9 +393,7 @@ static void run_udp(int port, long sockets, long window, double seconds)
                 errors++;
         }
     }
-    printf("{\"ops\": %lu, \"bytes\": %lu, \"seconds\": %.6f, \"bad\": %lu, \"errors\": %lu, "
-           "\"lost\": %lu, \"p50_us\": -1, \"p99_us\": -1}\n",
-           ops, bytes_ok, (double)(end - start) / 1e9, bad, errors, lost);
+    print_counts(start, end);
 }
 
 int main(int argc, char **argv)
