@@ -1,6 +1,7 @@
 """
-Start caps servers for tests: in this process's reactor, or as twistd; and a
-plain server factory that keeps the protocols it builds.
+Start caps servers for tests: in this process's reactor, or as twistd; a
+plain server factory that keeps the protocols it builds; and a child Python
+run in a scratch directory.
 """
 
 import json
@@ -14,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from twisted.internet import reactor
@@ -73,6 +75,24 @@ async def eventually(predicate: Callable[[], object], timeout: float = 10) -> No
         if reactor.seconds() > deadline:
             raise AssertionError(f"gave up waiting after {timeout}s")
         await deferLater(reactor, 0.02, lambda: None)
+
+
+def run_in_scratch(
+    case: SynchronousTestCase, *module: str, files: dict[str, str] | None = None
+) -> str:
+    """
+    Run C{python -m MODULE...} in a fresh directory holding C{files} (name to
+    text); fail the test unless it succeeds; return its output.
+    """
+    scratch = Path(case.mktemp()).resolve()
+    scratch.mkdir(parents=True)
+    for name, text in (files or {}).items():
+        (scratch / name).write_text(text)
+    done = subprocess.run(
+        [sys.executable, "-m", *module], cwd=scratch, capture_output=True, text=True, timeout=300
+    )
+    case.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+    return done.stdout
 
 
 def start_in_reactor(case: SynchronousTestCase, *argv: str) -> CapsService:

@@ -3,11 +3,11 @@ The README's "Testing your own code against caps" examples: shown as they
 are in examples/, and passing under the commands the README gives.
 """
 
-import subprocess
-import sys
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
+
+from tests.servers import run_in_scratch
 
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLES = PROJECT / "examples"
@@ -25,20 +25,6 @@ def readme_section() -> str:
 
 
 class ExamplesTests(TestCase):
-    def run_examples(self, *command: str) -> str:
-        """Run C{command} in a scratch directory; fail unless it succeeds."""
-        scratch = Path(self.mktemp()).resolve()
-        scratch.mkdir(parents=True)
-        done = subprocess.run(
-            [sys.executable, "-m", *command],
-            cwd=scratch,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
-        return done.stdout
-
     def test_readme_shows_each_example_as_it_is(self) -> None:
         section = readme_section()
         files = sorted(EXAMPLES.glob("*.py"))
@@ -48,18 +34,18 @@ class ExamplesTests(TestCase):
 
     def test_pytest_examples_pass(self) -> None:
         paths = [str(EXAMPLES / name) for name in PYTEST_EXAMPLES]
-        output = self.run_examples("pytest", "-q", "-p", "no:cacheprovider", *paths)
+        output = run_in_scratch(self, "pytest", "-q", "-p", "no:cacheprovider", *paths)
         self.assertIn("4 passed", output)
         self.assertNotIn("skipped", output)
 
     def test_trial_examples_pass_under_trial(self) -> None:
         paths = [str(EXAMPLES / name) for name in TRIAL_EXAMPLES]
-        output = self.run_examples("twisted.trial", *paths)
+        output = run_in_scratch(self, "twisted.trial", *paths)
         self.assertIn("PASSED (successes=5)", output)
 
     def test_trial_examples_pass_under_pytest(self) -> None:
         paths = [str(EXAMPLES / name) for name in TRIAL_EXAMPLES]
-        output = self.run_examples("pytest", "-q", "-p", "no:cacheprovider", *paths)
+        output = run_in_scratch(self, "pytest", "-q", "-p", "no:cacheprovider", *paths)
         self.assertIn("5 passed", output)
 
     def test_every_example_is_run(self) -> None:

@@ -4,13 +4,12 @@ processes: plain test functions in this process would start pytest-twisted's
 reactor greenlet and break the trial TestCases that run after them.
 """
 
-import subprocess
-import sys
 import textwrap
 from importlib.metadata import entry_points
-from pathlib import Path
 
 from twisted.trial.unittest import TestCase
+
+from tests.servers import run_in_scratch
 
 FIXTURE_TEST = """
 import os
@@ -80,18 +79,8 @@ def test_nothing_of_twisted_is_started():
 class PytestPluginTests(TestCase):
     def run_pytest(self, source: str, *options: str) -> str:
         """Run pytest on C{source} in a fresh directory; fail unless it passes."""
-        directory = Path(self.mktemp()).resolve()
-        directory.mkdir(parents=True)
-        (directory / "test_user.py").write_text(textwrap.dedent(source))
-        done = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *options],
-            cwd=directory,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
-        return done.stdout
+        pytest = ("pytest", "-q", "-p", "no:cacheprovider", *options)
+        return run_in_scratch(self, *pytest, files={"test_user.py": textwrap.dedent(source)})
 
     def test_registered_through_the_pytest11_entry_point(self) -> None:
         plugins = {e.name: e.value for e in entry_points(group="pytest11")}
