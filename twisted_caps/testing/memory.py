@@ -7,7 +7,7 @@ when bytes move (L{MemoryCapsServer.flush}) and when time passes
 delay, drop and cut replies the way real networks do.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import count
@@ -16,19 +16,25 @@ from typing import Any, Literal
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionRefusedError
 from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
     IHalfCloseableProtocol,
+    IHostnameResolver,
+    IHostResolution,
     IListeningPort,
+    IProducer,
     IProtocol,
     IProtocolFactory,
     IPushProducer,
+    IReactorPluggableNameResolver,
     IReactorUDP,
+    IResolutionReceiver,
     ITCPTransport,
     IUDPTransport,
 )
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
-from twisted.test.iosim import FakeTransport
 from zope.interface import implementer
 
 from twisted_caps.service import CapsService
@@ -70,22 +76,84 @@ class NetworkConditions:
     drop_replies: tuple[int, ...] = ()
 
 
-@implementer(ITCPTransport, IPushProducer)
-class MemoryTransport(FakeTransport):
+@implementer(ITCPTransport, IConsumer, IPushProducer)
+class MemoryTransport:
     """
-    iosim's in-memory transport, plus what a TCP transport also is: a push
-    producer (the caps protocol pauses its own transport) and half-closeable
-    (the caps server half-closes when it shuts down or times a client out).
+    One end of a L{MemoryConnection}: it keeps what its protocol writes until
+    the connection moves it, and is what a TCP transport also is: a consumer
+    (the caps protocol registers as its producer), a push producer (the caps
+    protocol pauses its own transport) and half-closeable (the caps server
+    half-closes when it shuts down or times a client out).
+
+    It is built on Twisted's public interfaces only, so that the test kit
+    works on every Twisted the project supports.
     """
 
+    disconnecting = False
+    disconnected = False
     write_closed = False
+
+    def __init__(self, protocol: IProtocol, host: IPv4Address, peer: IPv4Address) -> None:
+        self.protocol = protocol
+        self.producer: IProducer | None = None
+        self._host, self._peer = host, peer
+        self._written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        """Queue C{data}; a closing transport drops it, as a closed socket would."""
+        if not self.disconnecting:
+            self._written.append(data)
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def take_written(self) -> bytes:
+        """The bytes written since the last call, now on their way."""
+        written, self._written = b"".join(self._written), []
+        return written
+
+    def loseConnection(self) -> None:
+        self.disconnecting = True
+
+    def abortConnection(self) -> None:
+        self._written = []
+        self.disconnecting = True
 
     def loseWriteConnection(self) -> None:
         self.write_closed = True
 
-    def abortConnection(self) -> None:
-        self.stream = []
-        self.disconnecting = True
+    def getPeer(self) -> IPv4Address:
+        return self._peer
+
+    def getHost(self) -> IPv4Address:
+        return self._host
+
+    def registerProducer(self, producer: IProducer, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def pauseProducing(self) -> None:
+        """Reading is never paused: the test decides when bytes move."""
+
+    def resumeProducing(self) -> None:
+        """Reading is never paused: the test decides when bytes move."""
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
+
+    def getTcpNoDelay(self) -> bool:
+        return True
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        """There is no Nagle delay to switch off in memory."""
+
+    def getTcpKeepAlive(self) -> bool:
+        return False
+
+    def setTcpKeepAlive(self, enabled: bool) -> None:
+        """There are no keep-alive probes in memory."""
 
 
 class MemoryConnection:
@@ -104,8 +172,8 @@ class MemoryConnection:
         self._lost = lost
         client_host = IPv4Address("TCP", *client_address)
         server_host = IPv4Address("TCP", *server_address)
-        self.client_transport = MemoryTransport(client, False, client_host, server_host)
-        self.server_transport = MemoryTransport(server, True, server_host, client_host)
+        self.client_transport = MemoryTransport(client, client_host, server_host)
+        self.server_transport = MemoryTransport(server, server_host, client_host)
         self.client, self.server = client, server
         #: Reply bytes that have reached the client so far.
         self.delivered = 0
@@ -122,7 +190,7 @@ class MemoryConnection:
         if self.closed:
             return False
         moved = self._send_requests()
-        reply = self.server_transport.getOutBuffer()
+        reply = self.server_transport.take_written()
         if reply:
             moved = True
             self._in_flight += 1
@@ -154,7 +222,7 @@ class MemoryConnection:
             self._lost(Failure(ConnectionDone()))
 
     def _send_requests(self) -> bool:
-        request = self.client_transport.getOutBuffer()
+        request = self.client_transport.take_written()
         if request:
             self.server.dataReceived(request)
             return True
@@ -230,7 +298,37 @@ class MemoryPort:
         """Broadcast cannot be allowed on the memory network."""
 
 
-@implementer(IReactorUDP)
+@implementer(IHostResolution)
+@dataclass(frozen=True)
+class MemoryResolution:
+    """A name resolution of the memory network: complete before anyone could cancel it."""
+
+    name: str
+
+    def cancel(self) -> None:
+        """Nothing to cancel: the answer came at once."""
+
+
+@implementer(IHostnameResolver)
+class MemoryResolver:
+    """Every name resolves to C{127.0.0.1}, at once: the memory network has one host."""
+
+    def resolveHostName(
+        self,
+        resolutionReceiver: IResolutionReceiver,
+        hostName: str,
+        portNumber: int = 0,
+        addressTypes: Sequence[type[IAddress]] | None = None,
+        transportSemantics: str = "TCP",
+    ) -> IHostResolution:
+        resolution = MemoryResolution(hostName)
+        resolutionReceiver.resolutionBegan(resolution)
+        resolutionReceiver.addressResolved(IPv4Address("TCP", HOST, portNumber))
+        resolutionReceiver.resolutionComplete()
+        return resolution
+
+
+@implementer(IReactorUDP, IReactorPluggableNameResolver)
 class MemoryNetwork(MemoryReactorClock):
     """
     A fake reactor (from C{twisted.internet.testing}) whose TCP connections
@@ -240,6 +338,7 @@ class MemoryNetwork(MemoryReactorClock):
 
     def __init__(self, conditions: NetworkConditions) -> None:
         super().__init__()
+        self.nameResolver: IHostnameResolver = MemoryResolver()
         self.connections: list[MemoryConnection] = []
         #: Ports whose datagrams count as requests (to) and replies (from).
         self.server_udp_ports: set[int] = set()
@@ -247,6 +346,11 @@ class MemoryNetwork(MemoryReactorClock):
         self._listening: dict[tuple[str, int], MemoryPort] = {}
         self._datagrams: list[tuple[Address, Address, bytes]] = []
         self.conditions = conditions
+
+    def installNameResolver(self, resolver: IHostnameResolver) -> IHostnameResolver:
+        """Resolve names with C{resolver} from now on; return the one it replaces."""
+        replaced, self.nameResolver = self.nameResolver, resolver
+        return replaced
 
     @property
     def conditions(self) -> NetworkConditions:
