@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.dispatch}, on the real epoll reactor over loopback."""
+"""Tests for L{twisted_caps._twisted.dispatch}, on the real epoll reactor over loopback."""
 
 import socket
 from collections.abc import Callable
@@ -18,7 +18,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from tests.servers import KeptProtocols, eventually, start_in_reactor
-from twisted_caps import dispatch
+from twisted_caps._twisted import dispatch
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options
 

@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.immediate}."""
+"""Tests for L{twisted_caps._twisted.immediate}."""
 
 import errno
 import socket
@@ -8,7 +8,7 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import eventually, port_of, start_in_reactor
-from twisted_caps.immediate import datagram_sender, send_now, supports_immediate_send
+from twisted_caps._twisted.immediate import datagram_sender, send_now, supports_immediate_send
 
 
 class FakeSocket:

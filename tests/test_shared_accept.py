@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.shared_accept}: one connection accepted per wake-up."""
+"""Tests for L{twisted_caps._twisted.shared_accept}: one connection accepted per wake-up."""
 
 import os
 import shutil
@@ -12,7 +12,8 @@ from twisted.internet.protocol import Protocol
 from twisted.trial.unittest import TestCase
 
 from tests.servers import KeptProtocols
-from twisted_caps.shared_accept import adopt_shared_stream_port
+from twisted_caps._twisted import shared_accept
+from twisted_caps._twisted.shared_accept import adopt_shared_stream_port
 
 Address = str | tuple[str, int]
 
@@ -82,4 +83,13 @@ class OneAcceptPerWakeupTests(TestCase):
 
     def test_twisteds_own_port_takes_the_whole_queue_at_once(self) -> None:
         counts = self.accepted_after_each_read(False, socket.AF_INET, ("127.0.0.1", 0))
+        self.assertEqual(counts, [3, 3, 3])
+
+    def test_without_the_private_constructor_twisteds_own_port_serves(self) -> None:
+        """
+        On a Twisted without C{_fromListeningDescriptor}, the shared socket is
+        still served, through the public C{adoptStreamPort}.
+        """
+        self.patch(shared_accept, "ONE_ACCEPT_PER_WAKEUP", False)
+        counts = self.accepted_after_each_read(True, socket.AF_INET, ("127.0.0.1", 0))
         self.assertEqual(counts, [3, 3, 3])

@@ -22,22 +22,27 @@ class TcpListener:
         """
         Parse the description into an endpoint of C{reactor}.
 
-        A C{ssl:} listener uses L{twisted_caps.tls.HalfCloseTLSTransport},
+        A C{ssl:} listener uses L{twisted_caps._twisted.tls.HalfCloseTLSTransport},
         so that a client's close_notify ends its input like a half-close; a
-        C{haproxy:} listener uses L{twisted_caps.proxy_protocol}, so that the
+        C{haproxy:} listener uses L{twisted_caps._twisted.proxy_protocol}, so that the
         protocol starts with the client's address and half-closes work.
 
         @raise ValueError: with a one-line explanation, for an unknown type,
             a bad argument, an unreadable file or a missing systemd socket.
         """
         if self.description.startswith("haproxy:"):
-            from twisted_caps.proxy_protocol import ProxyProtocolEndpoint
-
-            inner = TcpListener(self.description.removeprefix("haproxy:")).endpoint(reactor)
-            return ProxyProtocolEndpoint(inner)
+            try:
+                from twisted_caps._twisted.proxy_protocol import ProxyProtocolEndpoint
+            except ImportError as error:
+                # A Twisted without the parsers caps builds on: its own wrapper.
+                if not (error.name or "").startswith("twisted.protocols.haproxy"):
+                    raise
+            else:
+                inner = TcpListener(self.description.removeprefix("haproxy:")).endpoint(reactor)
+                return ProxyProtocolEndpoint(inner)
         if self.description.startswith("ssl:"):
             try:
-                from twisted_caps.tls import HalfCloseTLSReactor
+                from twisted_caps._twisted.tls import HalfCloseTLSReactor
             except ImportError as error:
                 if error.name != "OpenSSL":
                     raise

@@ -11,7 +11,7 @@ from twisted.internet.interfaces import IReactorTime, IUDPTransport
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from twisted_caps.immediate import datagram_sender
+from twisted_caps._twisted.immediate import datagram_sender
 from twisted_caps.limits import DatagramRateLimit
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import capitalize

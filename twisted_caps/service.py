@@ -6,24 +6,24 @@ The service that opens every configured listener and closes them on stop.
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from socket import SOCK_DGRAM
+from socket import SOCK_DGRAM, socket
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.interfaces import IListeningPort
+from twisted.internet.interfaces import IListeningPort, IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from twisted_caps import dispatch
+from twisted_caps._twisted import dispatch
+from twisted_caps._twisted.shared_accept import adopt_shared_stream_port
 from twisted_caps.config import CapsConfig, TcpListener
 from twisted_caps.datagram import CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
 from twisted_caps.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.rlimits import raise_open_files_limit
-from twisted_caps.shared_accept import adopt_shared_stream_port
 from twisted_caps.stream import CapsStreamFactory
 
 
@@ -60,7 +60,7 @@ class CapsService(Service):
     opened, which it adopts instead of opening the configured listeners.
 
     With C{fast_dispatch}, the daemon's setting, the reactor reads TCP
-    connections through L{twisted_caps.dispatch} while the service runs; it
+    connections through L{twisted_caps._twisted.dispatch} while the service runs; it
     is off by default because it changes the reactor for the whole process,
     which a test suite embedding the service may not expect.
     """
@@ -171,10 +171,15 @@ class CapsService(Service):
         """
         sockets = []
         for port in self.ports:
-            readable: Any = port
-            kind = "UDP" if readable.socket.type == SOCK_DGRAM else "TCP"
-            readable.stopReading()
-            sockets.append(InheritedSocket(kind, readable.fileno(), readable.socket.family))
+            # A reactor's listening ports are its read descriptors (public
+            # interfaces: IReadDescriptor, IReactorFDSet); the socket itself
+            # says what it is.
+            descriptor = IReadDescriptor(port)
+            self._reactor.removeReader(descriptor)
+            fd = descriptor.fileno()
+            with socket(fileno=os.dup(fd)) as listening:
+                kind = "UDP" if listening.type == SOCK_DGRAM else "TCP"
+                sockets.append(InheritedSocket(kind, fd, listening.family))
         return tuple(sockets)
 
     def _opened(self, kind: str, port: IListeningPort) -> None:

@@ -26,7 +26,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_caps.immediate import send_now, supports_immediate_send
+from twisted_caps._twisted.immediate import send_now, supports_immediate_send
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize

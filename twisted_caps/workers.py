@@ -5,7 +5,7 @@ C{--workers N}: N processes serving the same TCP and UDP sockets, supervised.
 The parent (the twistd process) opens every listener once, in
 C{privilegedStartService} so C{--uid} still works, stops reading from them,
 and passes the sockets to each worker (L{twisted_caps.worker}) as inherited
-descriptors, which the worker adopts (L{twisted_caps.shared_accept}, which
+descriptors, which the worker adopts (L{twisted_caps._twisted.shared_accept}, which
 accepts one connection per wake-up so that a burst is shared out, and
 C{adoptDatagramPort}). Why one shared socket rather than C{SO_REUSEPORT}:
 

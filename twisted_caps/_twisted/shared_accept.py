@@ -24,6 +24,11 @@ from twisted.internet import tcp, unix
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 
+#: Whether this Twisted has the private constructor the shared ports need.
+ONE_ACCEPT_PER_WAKEUP = all(
+    hasattr(port, "_fromListeningDescriptor") for port in (tcp.Port, unix.Port)
+)
+
 
 class _OneAcceptPerWakeup:
     """A C{tcp.Port} mix-in whose C{numberAccepts} is always 1."""
@@ -49,7 +54,15 @@ class _SharedUNIXPort(_OneAcceptPerWakeup, unix.Port):
 def adopt_shared_stream_port(
     reactor: Any, fd: int, family: int, factory: Factory
 ) -> IListeningPort:
-    """Listen on the shared, non-blocking listening socket C{fd} of C{family}."""
+    """
+    Listen on the shared, non-blocking listening socket C{fd} of C{family}.
+
+    On a Twisted without C{_fromListeningDescriptor}, the reactor's public
+    C{adoptStreamPort} adopts it, accepting as many per wake-up as Twisted does.
+    """
+    if not ONE_ACCEPT_PER_WAKEUP:
+        adopted: IListeningPort = reactor.adoptStreamPort(fd, family, factory)
+        return adopted
     port: tcp.Port
     if family == AF_UNIX:
         port = _SharedUNIXPort._fromListeningDescriptor(reactor, fd, factory)
