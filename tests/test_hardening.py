@@ -23,7 +23,7 @@ from tests.servers import (
     start_process,
     twistd,
 )
-from twisted_caps.rlimits import raise_open_files_limit
+from twisted_caps.open_files import raise_open_files_limit
 from twisted_caps.stream import CapsStreamFactory
 from twisted_caps.transform import capitalize
 

@@ -13,7 +13,7 @@ from twisted.logger import Logger
 
 from twisted_caps._twisted.immediate import datagram_sender
 from twisted_caps.limits import DatagramRateLimit
-from twisted_caps.throttle import LogThrottle
+from twisted_caps.log_throttle import LogThrottle
 from twisted_caps.transform import capitalize
 
 #: The largest UDP payload: 65535 minus the 8-byte UDP header and the 20-byte

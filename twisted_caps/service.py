@@ -23,7 +23,7 @@ from twisted_caps.config import CapsConfig, TcpListener
 from twisted_caps.datagram import CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
 from twisted_caps.metrics import Snapshot, metrics_site, snapshot
-from twisted_caps.rlimits import raise_open_files_limit
+from twisted_caps.open_files import raise_open_files_limit
 from twisted_caps.stream import CapsStreamFactory
 
 

@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from twisted_caps._twisted.immediate import send_now, supports_immediate_send
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
-from twisted_caps.throttle import LogThrottle
+from twisted_caps.log_throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
 
 #: Why a connection closed, as its close log line says.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_rlimits -*-
+# -*- test-case-name: tests.test_open_files -*-
 """
 Raise the soft limit on open files to the hard limit, so thousands of
 concurrent connections work without the operator tuning ulimit first.
