@@ -1,7 +1,7 @@
 """
 Start caps servers for tests: in this process's reactor, or as twistd; a
-plain server factory that keeps the protocols it builds; and a child Python
-run in a scratch directory.
+plain server factory that keeps the protocols it builds; a child Python
+run in a scratch directory; the clients and checks several test modules use.
 """
 
 import json
@@ -10,14 +10,17 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Protocol, ServerFactory
@@ -192,3 +195,54 @@ def start_process(
 def twistd(*argv: str) -> list[str]:
     """The command line of the twistd next to this Python, in the foreground."""
     return [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "caps", *argv]
+
+
+# Clients and checks shared by several test modules: the course's blocking
+# clients, a scrape of /metrics, the shape of a usage error.
+
+HOST = "127.0.0.1"
+
+
+def course_tcp_client(port: int, sentence: bytes) -> bytes:
+    """The lecture's TCP client: connect, send, recv(1024), close."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    client.settimeout(10)
+    client.connect((HOST, port))
+    client.send(sentence)
+    modified = client.recv(1024)
+    client.close()
+    return modified
+
+
+def course_udp_client(port: int, message: bytes) -> bytes:
+    """The lecture's UDP client: sendto, recvfrom(2048)."""
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.settimeout(10)
+    client.sendto(message, (HOST, port))
+    modified, _ = client.recvfrom(2048)
+    client.close()
+    return modified
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Fetch /metrics and index every sample by name and labels."""
+    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def assert_one_line_usage_error(
+    case: SynchronousTestCase, argv: list[str], prefix: str, *fragments: str
+) -> None:
+    """Parsing C{argv} must exit with one line starting C{prefix} and naming C{fragments}."""
+    options = Options()
+    error = case.assertRaises(SystemExit, options.parseOptions, argv)
+    message = str(error.code)
+    case.assertTrue(message.startswith(prefix), message)
+    case.assertNotIn("\n", message)
+    for fragment in fragments:
+        case.assertIn(fragment, message)

@@ -10,8 +10,7 @@ import tempfile
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import BIN, json_events, start_process, wait_for
-from tests.test_loopback import course_tcp_client
+from tests.servers import BIN, course_tcp_client, json_events, start_process, wait_for
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0", "--no-udp")
 

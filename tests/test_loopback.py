@@ -13,31 +13,15 @@ import time
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.servers import port_of, require_program, start_in_reactor
+from tests.servers import (
+    HOST,
+    course_tcp_client,
+    course_udp_client,
+    port_of,
+    require_program,
+    start_in_reactor,
+)
 from twisted_caps.transform import capitalize
-
-HOST = "127.0.0.1"
-
-
-def course_tcp_client(port: int, sentence: bytes) -> bytes:
-    """The lecture's TCP client: connect, send, recv(1024), close."""
-    client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    client.settimeout(10)
-    client.connect((HOST, port))
-    client.send(sentence)
-    modified = client.recv(1024)
-    client.close()
-    return modified
-
-
-def course_udp_client(port: int, message: bytes) -> bytes:
-    """The lecture's UDP client: sendto, recvfrom(2048)."""
-    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    client.settimeout(10)
-    client.sendto(message, (HOST, port))
-    modified, _ = client.recvfrom(2048)
-    client.close()
-    return modified
 
 
 def send_all_then_half_close(port: int, data: bytes) -> bytes:

@@ -1,28 +1,20 @@
 """Tests for L{twisted_caps.metrics}: scrape /metrics over real HTTP."""
 
 import socket
-import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
-from tests.servers import eventually, port_of, start_in_reactor
-from tests.test_loopback import course_tcp_client, course_udp_client
+from tests.servers import (
+    HOST,
+    course_tcp_client,
+    course_udp_client,
+    eventually,
+    port_of,
+    scrape,
+    start_in_reactor,
+)
 from twisted_caps.service import CapsService
-
-HOST = "127.0.0.1"
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Fetch /metrics and index every sample by name and labels."""
-    with urllib.request.urlopen(f"http://{HOST}:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 def traffic(tcp_port: int, udp_port: int) -> None:

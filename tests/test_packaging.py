@@ -11,8 +11,7 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import start_process
-from tests.test_loopback import course_tcp_client
+from tests.servers import course_tcp_client, start_process
 
 PROJECT = Path(__file__).resolve().parent.parent
 FORBIDDEN = ("twisted/__init__.py", "twisted/plugins/__init__.py")
@@ -88,6 +87,10 @@ class InstalledPluginTests(TestCase):
         [wheel] = wheels.glob("twisted_caps-*.whl")
         names = zipfile.ZipFile(wheel).namelist()
         self.assertIn("twisted/plugins/caps_plugin.py", names)
+        # Type checkers of users' tests read the test kit's hints (PEP 561),
+        # and the fenced Twisted internals ship with the rest.
+        self.assertIn("twisted_caps/py.typed", names)
+        self.assertIn("twisted_caps/_twisted/immediate.py", names)
         for forbidden in FORBIDDEN:
             self.assertNotIn(forbidden, names)
         self.pip("install", str(wheel))

@@ -9,8 +9,7 @@ import socket
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.servers import BIN, start_process, wait_for
-from tests.test_loopback import course_tcp_client, course_udp_client
+from tests.servers import BIN, course_tcp_client, course_udp_client, start_process, wait_for
 
 HOST = "127.0.0.1"
 

@@ -4,6 +4,7 @@ from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.servers import assert_one_line_usage_error
 from twisted_caps.config import UdpListener
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options, makeService
@@ -13,18 +14,6 @@ def parse(*argv: str) -> Options:
     options = Options()
     options.parseOptions(list(argv))
     return options
-
-
-def assert_one_line_usage_error(
-    case: SynchronousTestCase, argv: list[str], prefix: str, *fragments: str
-) -> None:
-    """Parsing C{argv} must exit with one line starting C{prefix} and naming C{fragments}."""
-    error = case.assertRaises(SystemExit, parse, *argv)
-    message = str(error.code)
-    case.assertTrue(message.startswith(prefix), message)
-    case.assertNotIn("\n", message)
-    for fragment in fragments:
-        case.assertIn(fragment, message)
 
 
 class OptionsTests(SynchronousTestCase):

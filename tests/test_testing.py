@@ -11,7 +11,7 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_loopback import course_tcp_client, course_udp_client
+from tests.servers import course_tcp_client, course_udp_client
 from twisted_caps.client import capitalize_over_tcp, capitalize_over_udp
 from twisted_caps.testing import (
     MemoryCapsServer,

@@ -7,8 +7,15 @@ import subprocess
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import BIN, SERVING, start_process, twistd, wait_for
-from tests.test_loopback import course_tcp_client, course_udp_client
+from tests.servers import (
+    BIN,
+    SERVING,
+    course_tcp_client,
+    course_udp_client,
+    start_process,
+    twistd,
+    wait_for,
+)
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0")
 

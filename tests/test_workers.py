@@ -13,10 +13,17 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import Daemon, start_process, twistd, wait_for
-from tests.test_loopback import HOST, course_tcp_client, course_udp_client
-from tests.test_metrics import scrape
-from tests.test_tap import assert_one_line_usage_error
+from tests.servers import (
+    HOST,
+    Daemon,
+    assert_one_line_usage_error,
+    course_tcp_client,
+    course_udp_client,
+    scrape,
+    start_process,
+    twistd,
+    wait_for,
+)
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.service import InheritedSocket
 from twisted_caps.tap import Options, makeService
