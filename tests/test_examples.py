@@ -1,8 +1,10 @@
 """
-The README's "Testing your own code against caps" examples: shown as they
-are in examples/, and passing under the commands the README gives.
+The examples of "Testing your code against caps" (docs/testing.md): every
+file in examples/ is included by the page as it is, and passes under the
+commands the page gives.
 """
 
+import re
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
@@ -11,26 +13,27 @@ from tests.servers import run_in_scratch
 
 PROJECT = Path(__file__).resolve().parent.parent
 EXAMPLES = PROJECT / "examples"
-SECTION = "## Testing your own code against caps"
+PAGE = PROJECT / "docs" / "testing.md"
 PYTEST_EXAMPLES = ("test_autograder.py", "test_with_pytest_twisted.py")
 TRIAL_EXAMPLES = ("test_trial_memory.py", "test_trial_loopback.py")
-
-
-def readme_section() -> str:
-    """The README's testing section, up to the next second-level heading."""
-    readme = (PROJECT / "README.md").read_text()
-    start = readme.index(SECTION)
-    end = readme.find("\n## ", start + len(SECTION))
-    return readme[start : end if end >= 0 else len(readme)]
+INCLUDE = re.compile(r"^```\{literalinclude\} \.\./examples/(\S+)\n:language: python\n```$", re.M)
 
 
 class ExamplesTests(TestCase):
-    def test_readme_shows_each_example_as_it_is(self) -> None:
-        section = readme_section()
-        files = sorted(EXAMPLES.glob("*.py"))
+    def test_page_includes_each_example_file(self) -> None:
+        """The page shows the files themselves (Sphinx includes them), each once."""
+        included = INCLUDE.findall(PAGE.read_text())
+        files = sorted(path.name for path in EXAMPLES.glob("*.py"))
         self.assertEqual(len(files), 5)
-        for path in files:
-            self.assertIn(f"```python\n{path.read_text()}```", section, path.name)
+        self.assertEqual(sorted(included), files)
+
+    def test_page_gives_the_commands_run_here(self) -> None:
+        """The commands the page tells readers to run are the ones these tests run."""
+        page = PAGE.read_text()
+        trial = " ".join(f"examples/{name}" for name in TRIAL_EXAMPLES)
+        pytest = " ".join(f"examples/{name}" for name in PYTEST_EXAMPLES)
+        self.assertIn(f"python -m twisted.trial {trial}\n", page)
+        self.assertIn(f"pytest {pytest}\n", page)
 
     def test_pytest_examples_pass(self) -> None:
         paths = [str(EXAMPLES / name) for name in PYTEST_EXAMPLES]

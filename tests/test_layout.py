@@ -50,3 +50,17 @@ class LayoutTests(SynchronousTestCase):
             assert match is not None
             named = PROJECT.joinpath(*match.group(1).split(".")).with_suffix(".py")
             self.assertTrue(named.exists(), f"{path}: {match.group(1)}")
+
+
+class ReadmeTests(SynchronousTestCase):
+    def test_readme_is_a_door_of_at_most_200_lines(self) -> None:
+        """The README says what caps is and where to read on; the manual is in docs/."""
+        self.assertLessEqual(len((PROJECT / "README.md").read_text().splitlines()), 200)
+
+    def test_every_file_the_readme_links_to_exists(self) -> None:
+        """A page moved or renamed in docs/ does not leave the README pointing nowhere."""
+        readme = (PROJECT / "README.md").read_text()
+        targets = re.findall(r"\]\(((?!https?:)[^)#]+)(?:#[^)]*)?\)", readme)
+        self.assertGreater(len(targets), 10)
+        for target in targets:
+            self.assertTrue((PROJECT / target).exists(), target)

@@ -19,7 +19,7 @@ C{adoptDatagramPort}). Why one shared socket rather than C{SO_REUSEPORT}:
     share of the traffic.
 
 Per-peer limits are per worker in either design (the kernel, not the peer,
-picks the worker); see the README.
+picks the worker); see docs/limits.md.
 
 A worker that exits is started again: at once if it ran for a while, else
 after a delay that doubles up to a minute (the back-off of Twisted's
