@@ -45,7 +45,7 @@ class Options(usage.Options):
     which is shared out among the workers. Listeners must be tcp:, tcp6:,
     unix: or UDP; --metrics serves every worker's counts, labelled by worker.
 
-    Examples:
+    Examples::
       twistd -n caps                        TCP and UDP on port 1200
       twistd -n caps --port 0               any free port (see the log)
       twistd -n caps -i :: -p 1200          IPv6 and IPv4 (dual stack)

@@ -60,7 +60,7 @@ class CapsServerProcess(CapsAddress):
 def start_caps_process(*argv: str, **options: OptionValue) -> CapsServerProcess:
     """
     Start a caps server process with C{twistd caps} options (see
-    L{caps_argv}) and wait until it listens. The caller must L{stop} it.
+    L{caps_argv}) and wait until it listens. The caller must L{CapsServerProcess.stop} it.
 
     @raise RuntimeError: with the child's output, if it exits (bad options,
         a port in use) or is not ready within L{STARTUP_TIMEOUT} seconds.
