@@ -5,6 +5,9 @@ and C{tests/certificates.py} only, and each module names its tests.
 
 import ast
 import re
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from twisted.trial.unittest import SynchronousTestCase
@@ -14,6 +17,20 @@ PROJECT = TESTS.parent
 #: The modules of C{tests/} that other test modules may import.
 HELPERS = {"tests.servers", "tests.certificates"}
 HEADER = re.compile(r"# -\*- test-case-name: ([\w.]+) -\*-")
+#: Python run before a command in the fast-tier check: it makes opening a
+#: socket or starting a process fail.
+NO_SOCKETS_NO_PROCESSES = """
+import os, socket, subprocess
+
+def forbidden(*args, **kwargs):
+    raise AssertionError("the fast tier opened a socket or started a process")
+
+socket.socket.__init__ = forbidden
+subprocess.Popen.__init__ = forbidden
+os.fork = os.posix_spawn = os.posix_spawnp = os.system = forbidden
+"""
+#: Seconds the fast tier may take, with room for a loaded machine.
+FAST_TIER_SECONDS = 30
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -64,3 +81,37 @@ class ReadmeTests(SynchronousTestCase):
         self.assertGreater(len(targets), 10)
         for target in targets:
             self.assertTrue((PROJECT / target).exists(), target)
+
+
+class FastTierTests(SynchronousTestCase):
+    def run_guarded(self, code: str) -> subprocess.CompletedProcess[str]:
+        """Run C{code} in a child Python in which sockets and processes are forbidden."""
+        return subprocess.run(
+            [sys.executable, "-c", NO_SOCKETS_NO_PROCESSES + code],
+            cwd=PROJECT,
+            capture_output=True,
+            text=True,
+            timeout=FAST_TIER_SECONDS * 2,
+        )
+
+    def test_fast_tier_runs_in_seconds_without_sockets_or_processes(self) -> None:
+        """
+        C{trial tests.unit} passes with sockets and child processes forbidden,
+        in seconds: a developer can loop on it.
+        """
+        started = time.monotonic()
+        done = self.run_guarded(
+            "import sys\nsys.argv = ['trial', 'tests.unit']\n"
+            "from twisted.scripts.trial import run\nrun()"
+        )
+        elapsed = time.monotonic() - started
+        self.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertRegex(done.stdout, r"PASSED \(successes=\d{2,}\)")
+        self.assertLess(elapsed, FAST_TIER_SECONDS)
+
+    def test_the_guard_refuses_a_socket_and_a_process(self) -> None:
+        """The check above would catch a unit test that opens a socket or starts a process."""
+        for code in ("socket.socket()", "subprocess.run(['true'])"):
+            done = self.run_guarded(code)
+            self.assertNotEqual(done.returncode, 0, code)
+            self.assertIn("the fast tier opened a socket or started a process", done.stderr)

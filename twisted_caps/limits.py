@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_limits -*-
+# -*- test-case-name: tests.unit.test_limits -*-
 """
 Fair-use limits: open TCP connections (in all and per client address) and
 UDP replies per source address. Plain bookkeeping, no I/O.

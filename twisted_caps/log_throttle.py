@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_log_throttle -*-
+# -*- test-case-name: tests.unit.test_log_throttle -*-
 """
 Log a recurring event at most once per interval, so a flood of bad input
 cannot fill the disk with identical lines.

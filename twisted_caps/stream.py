@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_stream -*-
+# -*- test-case-name: tests.unit.test_stream -*-
 """
 The TCP capitalization protocol: every byte received is answered, in order,
 with its capitalized form as soon as it arrives; and its factory, which holds

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_transform -*-
+# -*- test-case-name: tests.unit.test_transform -*-
 """
 Capitalization of bytes, whole or streamed; pure Python, no Twisted.
 

@@ -1,8 +1,8 @@
-# -*- test-case-name: tests.test_fence -*-
+# -*- test-case-name: tests.unit.test_fence -*-
 """
 The fence around Twisted's internals: every piece of twisted-caps that reads
 a name Twisted does not publish (an underscore attribute or module) lives
-in this subpackage, and nowhere else (C{tests/test_fence.py} fails when a
+in this subpackage, and nowhere else (C{tests/unit/test_fence.py} fails when a
 module outside it reads one). Each piece is small, tested, and meant to go
 upstream so that it can be deleted.
 

@@ -13,7 +13,7 @@ from twisted_caps.config import TcpListener
 from twisted_caps.tap import Options
 
 MANIFEST = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     "deploy",
     "kubernetes",
     "caps.yaml",
