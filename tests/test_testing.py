@@ -97,6 +97,15 @@ class MemoryServerTests(SynchronousTestCase):
         self.server.flush()
         self.assertEqual(self.successResultOf(reply), b"X")
 
+    def test_largest_datagram_is_answered_whole_in_memory(self) -> None:
+        """The memory network reads datagrams as real ports do, and caps reads them whole."""
+        datagram = b"y" * 65507
+        reply = capitalize_over_udp(
+            self.server.reactor, "127.0.0.1", self.server.udp_port, datagram
+        )
+        self.server.flush()
+        self.assertEqual(self.successResultOf(reply), datagram.upper())
+
     def test_connected_protocol_gets_each_reply(self) -> None:
         client = Recorder()
         self.server.connect(client)

@@ -20,6 +20,12 @@ from twisted_caps.transform import capitalize
 #: IPv4 header (IPv6 allows 20 bytes more, but a reply must fit either).
 MAX_UDP_PAYLOAD = 65507
 
+#: The buffer one datagram is read into (C{maxPacketSize} of Twisted's UDP
+#: ports): more than the largest UDP payload of any family (65,527 bytes over
+#: IPv6), so no datagram is cut short. Twisted's default of 8,192 truncates
+#: larger datagrams silently: the kernel drops the rest and says nothing.
+DATAGRAM_READ_SIZE = 65536
+
 #: Source ports below this belong to system services (echo, chargen, daytime,
 #: ...); answering them lets two services bounce datagrams forever.
 FIRST_UNPRIVILEGED_PORT = 1024

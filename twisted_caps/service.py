@@ -19,7 +19,7 @@ from twisted.web.server import Site
 
 from twisted_caps import dispatch
 from twisted_caps.config import CapsConfig, TcpListener
-from twisted_caps.datagram import CapsDatagramProtocol
+from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
 from twisted_caps.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.rlimits import raise_open_files_limit
@@ -140,7 +140,9 @@ class CapsService(Service):
                 self.metrics_port = self.listen_for_metrics(self.config.metrics, site)
             for udp in self.config.udp:
                 protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
-                port = self._reactor.listenUDP(udp.port, protocol, interface=udp.interface)
+                port = self._reactor.listenUDP(
+                    udp.port, protocol, interface=udp.interface, maxPacketSize=DATAGRAM_READ_SIZE
+                )
                 self.datagram_protocols.append(protocol)
                 self._opened("UDP", port)
         except Exception as error:
@@ -158,7 +160,7 @@ class CapsService(Service):
             port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
-            port = self._reactor.adoptDatagramPort(fd, family, protocol)
+            port = self._reactor.adoptDatagramPort(fd, family, protocol, DATAGRAM_READ_SIZE)
             self.datagram_protocols.append(protocol)
         # The reactor adopted a duplicate; this one would only keep the socket open.
         os.close(fd)
