@@ -1,0 +1,166 @@
+"""
+Attacks on the installed daemon's UDP listener through real sockets:
+datagrams of every size up to the largest, replies too large to send,
+empty datagrams, bursts, and forged sources that would set two services
+answering each other.
+"""
+
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.servers import Daemon, metric_total, metrics_port_of, start_process, twistd, wait_for
+from twisted_caps.datagram import MAX_UDP_PAYLOAD
+from twisted_caps.transform import capitalize
+
+#: A 60,000-byte datagram whose reply would be 180,000 bytes: each "ΐ" (two
+#: bytes) upper-cases to three characters of two bytes each.
+OVERSIZE_REPLY = "ΐ".encode() * 30_000
+#: The largest UDP payload over IPv6, 20 bytes more than over IPv4.
+MAX_UDP6_PAYLOAD = 65527
+METRICS = ("--metrics", "tcp:0:interface=127.0.0.1")
+
+
+def sample(size: int) -> bytes:
+    """C{size} bytes of lower-case text that differ along their length."""
+    alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789 "
+    return bytes(alphabet[(i * 7 + i // 37) % len(alphabet)] for i in range(size))
+
+
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind a UDP socket to ::1."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def udp_client(host: str) -> Iterator[socket.socket]:
+    """A UDP socket of C{host}'s family with a ten-second receive timeout."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        yield client
+
+
+class DatagramSizeTests:
+    """
+    Every datagram is read whole and answered whole when its reply fits in
+    one datagram; a reply that does not is not sent, and is counted and
+    logged. Subclasses run this against one daemon layout each.
+    """
+
+    host = "127.0.0.1"
+    layout: tuple[str, ...] = ()
+    daemon: Daemon
+    metrics: int
+
+    def setUp(self) -> None:
+        case = self.case()
+        self.daemon = start_process(
+            case, twistd("-i", self.host, "-p", "0", *METRICS, *self.layout)
+        )
+        self.metrics = metrics_port_of(self.daemon)
+
+    def case(self) -> SynchronousTestCase:
+        assert isinstance(self, SynchronousTestCase)
+        return self
+
+    @property
+    def address(self) -> tuple[str, int]:
+        assert self.daemon.udp_port is not None
+        return (self.host, self.daemon.udp_port)
+
+    def udp_total(self, name: str, **labels: str) -> float:
+        return metric_total(self.metrics, name, **labels)
+
+    def wait_for_udp_total(self, name: str, expected: float, **labels: str) -> None:
+        """Poll the metric until it reads C{expected} (workers report once a second)."""
+        wait_for(lambda: self.udp_total(name, **labels) == expected, timeout=10)
+
+    def test_datagrams_over_8192_bytes_are_answered_whole(self) -> None:
+        """
+        Datagrams of 8,193, 32,768 and 65,507 bytes (the largest over IPv4)
+        get their whole capitalization back, and the byte counters count
+        their real sizes.
+        """
+        case = self.case()
+        sizes = (8193, 32768, MAX_UDP_PAYLOAD)
+        with udp_client(self.host) as client:
+            for size in sizes:
+                datagram = sample(size)
+                client.sendto(datagram, self.address)
+                reply = client.recv(MAX_UDP6_PAYLOAD + 1)
+                case.assertEqual(len(reply), size)
+                case.assertEqual(reply, capitalize(datagram))
+        self.wait_for_udp_total("caps_udp_datagrams_total", len(sizes), result="answered")
+        self.wait_for_udp_total("caps_bytes_received_total", sum(sizes), transport="udp")
+        self.wait_for_udp_total("caps_bytes_sent_total", sum(sizes), transport="udp")
+
+    def test_reply_over_65507_bytes_is_dropped_and_counted(self) -> None:
+        """
+        A 60,000-byte datagram whose reply would be 180,000 bytes gets no
+        reply (not a truncated one), is counted as oversize and logged; the
+        next datagram from the same socket is answered.
+        """
+        case = self.case()
+        with udp_client(self.host) as client:
+            client.sendto(OVERSIZE_REPLY, self.address)
+            self.wait_for_udp_total("caps_udp_datagrams_total", 1, result="oversize")
+            client.sendto(b"after", self.address)
+            # A reply to the oversize datagram would have been queued first.
+            case.assertEqual(client.recv(MAX_UDP6_PAYLOAD + 1), b"AFTER")
+        self.wait_for_udp_total("caps_bytes_received_total", 60_005, transport="udp")
+        self.wait_for_udp_total("caps_bytes_sent_total", 5, transport="udp")
+        case.assertIn(b"reply of 180000 bytes exceeds the UDP maximum", self.daemon.output)
+
+    def test_empty_datagram_gets_an_empty_reply(self) -> None:
+        """An empty datagram is a valid request: its reply is an empty datagram."""
+        with udp_client(self.host) as client:
+            client.sendto(b"", self.address)
+            self.case().assertEqual(client.recv(16), b"")
+
+
+class IPv4DatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
+    """Datagram sizes over IPv4, one process."""
+
+
+class WorkersDatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
+    """Datagram sizes over IPv4 with two worker processes sharing the socket."""
+
+    layout = ("--workers", "2")
+
+
+class IPv6DatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
+    """Datagram sizes over IPv6, where a datagram may be 20 bytes longer."""
+
+    host = "::1"
+
+    def setUp(self) -> None:
+        if not has_ipv6_loopback():
+            raise self.skipTest("this machine has no IPv6 loopback (::1)")
+        super().setUp()
+
+    def test_longest_ipv6_datagram_is_read_whole(self) -> None:
+        """
+        A 65,527-byte IPv6 datagram (the largest) is read whole: its reply,
+        65,527 bytes, is over the 65,507 every reply must fit, so it is
+        dropped and counted, never cut short; a datagram of the same length
+        whose reply is shorter (dotless i upper-cases to one byte) is answered.
+        """
+        with udp_client(self.host) as client:
+            client.sendto(b"a" * MAX_UDP6_PAYLOAD, self.address)
+            self.wait_for_udp_total("caps_udp_datagrams_total", 1, result="oversize")
+            shrinking = "\N{LATIN SMALL LETTER DOTLESS I}".encode() * (MAX_UDP6_PAYLOAD // 2)
+            client.sendto(shrinking, self.address)
+            reply = client.recv(MAX_UDP6_PAYLOAD + 1)
+        self.assertEqual(reply, b"I" * (MAX_UDP6_PAYLOAD // 2))
+        self.wait_for_udp_total(
+            "caps_bytes_received_total", 2 * MAX_UDP6_PAYLOAD - 1, transport="udp"
+        )
+        self.assertIn(b"reply of 65527 bytes exceeds the UDP maximum", self.daemon.output)
