@@ -8,8 +8,9 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.datagram import MAX_UDP_PAYLOAD, CapsDatagramProtocol
+from twisted_caps.datagram import ANSWERING_SERVICE, MAX_UDP_PAYLOAD, CapsDatagramProtocol
 from twisted_caps.limits import DatagramRateLimit
+from twisted_caps.loop_guard import LOOP_STREAK
 
 OWN_PORT = 1200
 CLIENT = ("127.0.0.1", 40000)
@@ -70,6 +71,24 @@ class CapsDatagramProtocolTests(SynchronousTestCase):
         protocol.datagramReceived(b"loop", ("192.0.2.1", OWN_PORT))
         self.assertEqual(transport.written, [])
         self.assertEqual(protocol.counters.refused_loop, 1)
+
+    def test_no_reply_to_a_source_sending_its_reply_back(self) -> None:
+        """
+        A source that keeps sending the same upper-case text, as another
+        service answering would, is answered ten times, then refused and
+        counted as a loop, with one log line; lower-case text from it is
+        answered again.
+        """
+        protocol, transport = connect()
+        with capturedLogs() as events:
+            for _ in range(LOOP_STREAK + 5):
+                protocol.datagramReceived(b"HELLO", CLIENT)
+        self.assertEqual(len(transport.written), LOOP_STREAK)
+        self.assertEqual(protocol.counters.refused_loop, 5)
+        self.assertEqual([e["reason"] for e in events], [ANSWERING_SERVICE])
+        protocol.datagramReceived(b"hello", CLIENT)
+        protocol.datagramReceived(b"HELLO", CLIENT)
+        self.assertEqual(transport.written[-2:], [(b"HELLO", CLIENT)] * 2)
 
     def test_source_port_1024_is_answered(self) -> None:
         protocol, transport = connect()

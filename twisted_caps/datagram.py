@@ -13,6 +13,7 @@ from twisted.logger import Logger
 
 from twisted_caps.immediate import datagram_sender
 from twisted_caps.limits import DatagramRateLimit
+from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW, LoopGuard
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import capitalize
 
@@ -29,6 +30,13 @@ DATAGRAM_READ_SIZE = 65536
 #: Source ports below this belong to system services (echo, chargen, daytime,
 #: ...); answering them lets two services bounce datagrams forever.
 FIRST_UNPRIVILEGED_PORT = 1024
+
+
+#: Why a source that keeps sending its reply back gets none.
+ANSWERING_SERVICE = (
+    f"the same upper-case text more than {LOOP_STREAK} times in a row,"
+    f" each within {LOOP_WINDOW:g}s: a service answering back could start a reply loop"
+)
 
 
 @dataclass
@@ -51,10 +59,13 @@ class CapsDatagramProtocol(DatagramProtocol):
 
     An empty datagram gets an empty reply. No reply goes to a source port
     below 1024 or equal to this service's own port: two echo-style services
-    answering each other would loop forever (CVE-1999-0103). A source over
-    its rate limit gets no reply. A reply longer
-    than the largest UDP payload, or one the kernel refuses, is dropped,
-    counted and logged (at most one line a second for each kind of drop).
+    answering each other would loop forever (CVE-1999-0103). Nor does one go
+    to a source that sends the same upper-case text back again and again, as
+    fast as replies reach it: another service answering (see
+    L{twisted_caps.loop_guard}). A source over its rate limit gets no reply.
+    A reply longer than the largest UDP payload, or one the kernel refuses,
+    is dropped, counted and logged (at most one line a second for each kind
+    of drop).
     """
 
     log = Logger()
@@ -64,6 +75,7 @@ class CapsDatagramProtocol(DatagramProtocol):
     def __init__(self, clock: IReactorTime, rate_limit: DatagramRateLimit | None = None) -> None:
         self.counters = DatagramCounters()
         self._rate_limit = rate_limit
+        self._loop_guard = LoopGuard(clock)
         self._clock = clock
         self._drop_logs: dict[str, LogThrottle] = {}
         self._own_port = -1
@@ -90,6 +102,12 @@ class CapsDatagramProtocol(DatagramProtocol):
             self._drop(addr, "rate-limit", "over the per-source rate limit")
             return
         reply = capitalize(datagram)
+        if reply != datagram:
+            self._loop_guard.reset(addr)
+        elif not self._loop_guard.allow(addr, datagram):
+            counters.refused_loop += 1
+            self._drop(addr, "loop", ANSWERING_SERVICE)
+            return
         if len(reply) > MAX_UDP_PAYLOAD:
             counters.dropped_oversize += 1
             self._drop(addr, "oversize", f"reply of {len(reply)} bytes exceeds the UDP maximum")
