@@ -6,13 +6,16 @@ answering each other.
 """
 
 import socket
+import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.servers import Daemon, metric_total, metrics_port_of, start_process, twistd, wait_for
 from twisted_caps.datagram import MAX_UDP_PAYLOAD
+from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW
 from twisted_caps.transform import capitalize
 
 #: A 60,000-byte datagram whose reply would be 180,000 bytes: each "ΐ" (two
@@ -164,3 +167,112 @@ class IPv6DatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
             "caps_bytes_received_total", 2 * MAX_UDP6_PAYLOAD - 1, transport="udp"
         )
         self.assertIn(b"reply of 65527 bytes exceeds the UDP maximum", self.daemon.output)
+
+
+def forge_datagram(source_port: int, destination_port: int, payload: bytes) -> None:
+    """
+    Send one UDP datagram to 127.0.0.1:C{destination_port} that claims to
+    come from 127.0.0.1:C{source_port}, a port another process holds: the
+    IPv4 and UDP headers are written by hand on a raw socket (which needs
+    CAP_NET_RAW; the test is skipped without it). The kernel fills in the IP
+    checksum; a UDP checksum of 0 means none.
+    """
+    loopback = socket.inet_aton("127.0.0.1")
+    udp = struct.pack("!HHHH", source_port, destination_port, 8 + len(payload), 0) + payload
+    ip = struct.pack(
+        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0, loopback, loopback
+    )
+    try:
+        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    except PermissionError as error:
+        raise SkipTest(f"forging a datagram needs a raw socket: {error}") from None
+    with raw:
+        raw.sendto(ip + udp, ("127.0.0.1", 0))
+
+
+class LoopTests(SynchronousTestCase):
+    """
+    Two caps services, each with no rate limit: a datagram forged to one of
+    them with the other's port as its source starts them answering each
+    other; loop protection must end that within 100 datagrams.
+    """
+
+    def start_service(self, *layout: str) -> tuple[Daemon, int]:
+        """A daemon on 127.0.0.1 with no UDP rate limit, and its metrics port."""
+        daemon = start_process(
+            self, twistd("-i", "127.0.0.1", "-p", "0", "--udp-rate", "0", *METRICS, *layout)
+        )
+        return daemon, metrics_port_of(daemon)
+
+    def assert_one_forged_datagram_dies_out(self, *layout: str) -> None:
+        first, first_metrics = self.start_service(*layout)
+        second, second_metrics = self.start_service()
+        assert first.udp_port and second.udp_port
+        metrics = (first_metrics, second_metrics)
+
+        def total(name: str, **labels: str) -> float:
+            return sum(metric_total(port, name, **labels) for port in metrics)
+
+        forge_datagram(second.udp_port, first.udp_port, b"forged")
+        wait_for(lambda: total("caps_udp_datagrams_total", result="loop") >= 1, timeout=10)
+        # The loop is over: a client's datagram to each is answered at once.
+        for port in (first.udp_port, second.udp_port):
+            with udp_client("127.0.0.1") as client:
+                client.sendto(b"after", ("127.0.0.1", port))
+                self.assertEqual(client.recv(16), b"AFTER")
+        wait_for(lambda: total("caps_udp_datagrams_total", result="answered") >= 2)
+        received = total("caps_udp_datagrams_received_total")
+        # The forged datagram, at least one bounce each way, the two clients'.
+        self.assertGreaterEqual(received, 5)
+        self.assertLess(received, 100)
+        self.assertIn(
+            b"a service answering back could start a reply loop", first.output + second.output
+        )
+
+    def test_one_forged_datagram_causes_fewer_than_100(self) -> None:
+        """
+        A datagram forged from one caps service's port to another's, with
+        --udp-rate 0, causes fewer than 100 datagrams in all, then neither
+        service refuses a normal client.
+        """
+        self.assert_one_forged_datagram_dies_out()
+
+    def test_one_forged_datagram_causes_fewer_than_100_with_workers(self) -> None:
+        """The same with one of the services run by two worker processes."""
+        self.assert_one_forged_datagram_dies_out("--workers", "2")
+
+    def test_normal_clients_are_answered(self) -> None:
+        """
+        Lower-case text back to back, and the same upper-case text at a
+        person's pace, all from one port, are answered every time.
+        """
+        daemon, metrics = self.start_service()
+        assert daemon.udp_port
+        address = ("127.0.0.1", daemon.udp_port)
+        with udp_client("127.0.0.1") as client:
+            for _ in range(200):
+                client.sendto(b"hello", address)
+                self.assertEqual(client.recv(16), b"HELLO")
+            for _ in range(LOOP_STREAK + 3):
+                client.sendto(b"HELLO", address)
+                self.assertEqual(client.recv(16), b"HELLO")
+                time.sleep(LOOP_WINDOW + 0.1)
+        self.assertEqual(metric_total(metrics, "caps_udp_datagrams_total", result="loop"), 0)
+
+    def test_a_client_echoing_its_replies_fast_is_cut_off(self) -> None:
+        """
+        What a client can see of loop protection: sending the same upper-case
+        text from one port back to back, it gets ten replies, then none
+        (counted as a loop) until it sends something else.
+        """
+        daemon, metrics = self.start_service()
+        assert daemon.udp_port
+        address = ("127.0.0.1", daemon.udp_port)
+        with udp_client("127.0.0.1") as client:
+            for _ in range(LOOP_STREAK):
+                client.sendto(b"ECHO", address)
+                self.assertEqual(client.recv(16), b"ECHO")
+            client.sendto(b"ECHO", address)
+            wait_for(lambda: metric_total(metrics, "caps_udp_datagrams_total", result="loop") == 1)
+            client.sendto(b"else", address)
+            self.assertEqual(client.recv(16), b"ELSE")
