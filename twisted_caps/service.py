@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import Site
 
 from twisted_caps import dispatch
+from twisted_caps.accept_errors import summarize_accept_errors
 from twisted_caps.config import CapsConfig, TcpListener
 from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
@@ -134,6 +135,7 @@ class CapsService(Service):
             for tcp in self.config.tcp:
                 endpoint = tcp.endpoint(self._reactor)
                 port = _synchronous_result(endpoint.listen(self.stream_factory))
+                summarize_accept_errors(port, self.stream_factory, self._reactor)
                 self._opened("TCP", port)
             if self.config.metrics is not None:
                 site = metrics_site(lambda: [(None, self.counters())])
@@ -158,6 +160,7 @@ class CapsService(Service):
         os.set_blocking(fd, False)
         if inherited.kind == "TCP":
             port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
+            summarize_accept_errors(port, self.stream_factory, self._reactor)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
             port = self._reactor.adoptDatagramPort(fd, family, protocol, DATAGRAM_READ_SIZE)
