@@ -3,6 +3,7 @@
 The UDP capitalization protocol: one reply datagram per datagram received.
 """
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +27,12 @@ MAX_UDP_PAYLOAD = 65507
 #: IPv6), so no datagram is cut short. Twisted's default of 8,192 truncates
 #: larger datagrams silently: the kernel drops the rest and says nothing.
 DATAGRAM_READ_SIZE = 65536
+
+#: The receive buffer asked of the kernel for each UDP socket: room for 64
+#: datagrams of the largest size, where Linux's default (212,992 bytes) holds
+#: three and drops the rest of a burst unseen. The kernel caps what it gives
+#: at net.core.rmem_max.
+RECEIVE_BUFFER = 4 * 1024 * 1024
 
 #: Source ports below this belong to system services (echo, chargen, daytime,
 #: ...); answering them lets two services bounce datagrams forever.
@@ -83,6 +90,7 @@ class CapsDatagramProtocol(DatagramProtocol):
 
     def startProtocol(self) -> None:
         self._own_port = self.transport.getHost().port
+        enlarge_receive_buffer(self.transport)
         self._send = datagram_sender(self.transport) or self._write
 
     def _write(self, reply: bytes, addr: tuple[str, int]) -> None:
@@ -131,3 +139,19 @@ class CapsDatagramProtocol(DatagramProtocol):
             peer=f"{addr[0]}:{addr[1]}",
             reason=reason,
         )
+
+
+def enlarge_receive_buffer(transport: object) -> None:
+    """
+    Ask for a receive buffer of L{RECEIVE_BUFFER} bytes on C{transport}'s
+    socket, unless it has one as large already (an operator's setting) or
+    no socket (a test transport); a refusal leaves it as it was.
+    """
+    sock = getattr(transport, "socket", None)
+    if not isinstance(sock, socket.socket):
+        return
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECEIVE_BUFFER:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    except OSError:
+        pass

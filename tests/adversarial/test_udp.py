@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.servers import Daemon, metric_total, metrics_port_of, start_process, twistd, wait_for
-from twisted_caps.datagram import MAX_UDP_PAYLOAD
+from twisted_caps.datagram import MAX_UDP_PAYLOAD, RECEIVE_BUFFER
 from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW
 from twisted_caps.transform import capitalize
 
@@ -121,6 +121,24 @@ class DatagramSizeTests:
         self.wait_for_udp_total("caps_bytes_received_total", 60_005, transport="udp")
         self.wait_for_udp_total("caps_bytes_sent_total", 5, transport="udp")
         case.assertIn(b"reply of 180000 bytes exceeds the UDP maximum", self.daemon.output)
+
+    def test_a_burst_of_the_largest_datagrams_is_answered_whole(self) -> None:
+        """
+        Twenty datagrams of 65,507 bytes sent back to back all get their
+        reply: the service's receive buffer holds them, where the kernel's
+        default holds three.
+        """
+        case = self.case()
+        with open("/proc/sys/net/core/rmem_max") as limit:
+            if int(limit.read()) < RECEIVE_BUFFER:
+                raise SkipTest("net.core.rmem_max is below the buffer caps asks for")
+        burst = [bytes([ord("a") + n]) * MAX_UDP_PAYLOAD for n in range(20)]
+        with udp_client(self.host) as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+            for datagram in burst:
+                client.sendto(datagram, self.address)
+            replies = {client.recv(MAX_UDP6_PAYLOAD + 1) for _ in burst}
+        case.assertEqual(replies, {datagram.upper() for datagram in burst})
 
     def test_empty_datagram_gets_an_empty_reply(self) -> None:
         """An empty datagram is a valid request: its reply is an empty datagram."""
