@@ -3,14 +3,19 @@ Attacks on the installed daemon's resources: more clients at once than it
 has file descriptors for.
 """
 
+import os
 import re
+import shutil
 import socket
+import tempfile
+from collections.abc import Callable
 from contextlib import ExitStack
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.servers import (
     Daemon,
+    logged_ports,
     metric_total,
     metrics_port_of,
     require_program,
@@ -26,10 +31,10 @@ FIRST_REFUSAL = re.compile(rb"caps: refused a connection from \S+: open-files re
 MORE_REFUSALS = re.compile(rb"caps: refused (\d+) more connections in \S+, the last from")
 
 
-def answered(port: int) -> bool:
-    """Whether a new client on C{port} gets its reply (False if it is refused or cut)."""
+def answered(connect: Callable[[], socket.socket]) -> bool:
+    """Whether a new client gets its reply (False if it is refused or cut)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        with connect() as client:
             client.sendall(b"after")
             return client.recv(16) == b"AFTER"
     except OSError:
@@ -51,25 +56,27 @@ class OpenFilesExhaustionTests(SynchronousTestCase):
     answered.
     """
 
-    def start(self, *layout: str) -> tuple[Daemon, int]:
+    def start(self, *argv: str) -> tuple[Daemon, int]:
+        """Start the daemon with C{argv} under the limit; return it and its metrics port."""
         prlimit = require_program("prlimit")
         command = [
             prlimit,
             f"--nofile={OPEN_FILES_LIMIT}:{OPEN_FILES_LIMIT}",
-            *twistd("-i", "127.0.0.1", "-p", "0", "--no-udp", "--metrics", "tcp:0", *layout),
+            *twistd("--no-udp", "--metrics", "tcp:0:interface=127.0.0.1", *argv),
         ]
-        daemon = start_process(self, command, expect=("TCP",))
+        daemon = start_process(self, command, expect=())
+        wait_for(lambda: b"caps: serving TCP on" in daemon.output)
         return daemon, metrics_port_of(daemon)
 
-    def assert_exhaustion_is_summarized(self, *layout: str) -> None:
-        daemon, metrics = self.start(*layout)
-        assert daemon.tcp_port
+    def assert_exhaustion_is_summarized(
+        self, daemon: Daemon, metrics: int, connect: Callable[[], socket.socket]
+    ) -> None:
+        """Connect 300 clients at once with C{connect}, then check the promise."""
         with ExitStack() as clients:
             for _ in range(CLIENTS):
-                client = socket.create_connection(("127.0.0.1", daemon.tcp_port), timeout=10)
-                clients.enter_context(client)
+                clients.enter_context(connect())
             wait_for(lambda: FIRST_REFUSAL.search(daemon.output), timeout=10)
-        wait_for(lambda: answered(daemon.tcp_port or 0), timeout=10)
+        wait_for(lambda: answered(connect), timeout=10)
 
         def refused() -> float:
             return metric_total(metrics, "caps_tcp_connections_refused_total", reason="open-files")
@@ -87,10 +94,33 @@ class OpenFilesExhaustionTests(SynchronousTestCase):
         lines = [line for line in output.splitlines() if b"open-files" in line]
         self.assertLessEqual(len(lines), 5, lines)
 
+    def assert_tcp_exhaustion_is_summarized(self, *layout: str) -> None:
+        daemon, metrics = self.start("-i", "127.0.0.1", "-p", "0", *layout)
+        port = logged_ports(daemon.output)["TCP"]
+        self.assert_exhaustion_is_summarized(
+            daemon, metrics, lambda: socket.create_connection(("127.0.0.1", port), timeout=10)
+        )
+
     def test_descriptor_exhaustion_is_summarized(self) -> None:
         """One process: at most a line a second, every refusal counted and logged."""
-        self.assert_exhaustion_is_summarized()
+        self.assert_tcp_exhaustion_is_summarized()
 
     def test_descriptor_exhaustion_is_summarized_with_workers(self) -> None:
         """Two workers, sharing the listening socket: the same, per worker."""
-        self.assert_exhaustion_is_summarized("--workers", "2")
+        self.assert_tcp_exhaustion_is_summarized("--workers", "2")
+
+    def test_descriptor_exhaustion_on_a_unix_socket_is_summarized(self) -> None:
+        """A UNIX listener runs out the same way, and is summarized the same way."""
+        # A short directory: a UNIX socket's path is limited to 107 bytes.
+        directory = tempfile.mkdtemp(prefix="caps-")
+        self.addCleanup(shutil.rmtree, directory)
+        path = os.path.join(directory, "caps.sock")
+
+        def connect() -> socket.socket:
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.settimeout(10)
+            client.connect(path)
+            return client
+
+        daemon, metrics = self.start("--tcp", f"unix:{path}:backlog=1024")
+        self.assert_exhaustion_is_summarized(daemon, metrics, connect)
