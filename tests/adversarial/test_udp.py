@@ -13,7 +13,15 @@ from contextlib import contextmanager
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.servers import Daemon, metric_total, metrics_port_of, start_process, twistd, wait_for
+from tests.servers import (
+    SERVING,
+    Daemon,
+    metric_total,
+    metrics_port_of,
+    start_process,
+    twistd,
+    wait_for,
+)
 from twisted_caps.datagram import MAX_UDP_PAYLOAD, RECEIVE_BUFFER
 from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW
 from twisted_caps.transform import capitalize
@@ -258,6 +266,23 @@ class LoopTests(SynchronousTestCase):
     def test_one_forged_datagram_causes_fewer_than_100_with_workers(self) -> None:
         """The same with one of the services run by two worker processes."""
         self.assert_one_forged_datagram_dies_out("--workers", "2")
+
+    def test_one_forged_datagram_between_two_listeners_of_one_service(self) -> None:
+        """
+        The same between two UDP listeners of one service: loop protection
+        is not only about the port that received the datagram.
+        """
+        daemon = start_process(
+            self,
+            twistd("--no-tcp", "--udp-rate", "0", *METRICS, *("--udp", "127.0.0.1:0") * 2),
+            expect=("UDP",),
+        )
+        metrics = metrics_port_of(daemon)
+        wait_for(lambda: len(SERVING.findall(daemon.output)) == 2)
+        first, second = (int(port) for *_, port in SERVING.findall(daemon.output))
+        forge_datagram(second, first, b"forged")
+        wait_for(lambda: metric_total(metrics, "caps_udp_datagrams_total", result="loop") >= 1)
+        self.assertLess(metric_total(metrics, "caps_udp_datagrams_received_total"), 100)
 
     def test_normal_clients_are_answered(self) -> None:
         """
