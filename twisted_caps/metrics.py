@@ -85,7 +85,7 @@ class CapsCollector:
         refused = family(
             CounterMetricFamily,
             "caps_tcp_connections_refused",
-            "TCP connections refused, by limit.",
+            "TCP connections refused, by limit (open-files: no file descriptor was left).",
             "reason",
         )
         idle = family(
