@@ -111,7 +111,8 @@ class CapsDatagramProtocol(DatagramProtocol):
             return
         reply = capitalize(datagram)
         if reply != datagram:
-            self._loop_guard.reset(addr)
+            if self._loop_guard.streaks:
+                self._loop_guard.reset(addr)
         elif not self._loop_guard.allow(addr, datagram):
             counters.refused_loop += 1
             self._drop(addr, "loop", ANSWERING_SERVICE)

@@ -59,8 +59,9 @@ class LoopGuard:
         self._streak = streak
         self._window = window
         self._max_sources = max_sources
-        #: Source to (hash of its last fixed point, when it came, how many in a row).
-        self._streaks: dict[Source, tuple[int, float, int]] = {}
+        #: Source to (hash of its last fixed point, when it came, how many in
+        #: a row). Empty in normal use: a caller may test it before L{reset}.
+        self.streaks: dict[Source, tuple[int, float, int]] = {}
 
     def allow(self, source: Source, fixed_point: bytes) -> bool:
         """
@@ -69,27 +70,26 @@ class LoopGuard:
         """
         now = self._clock.seconds()
         fingerprint = hash(fixed_point)
-        previous = self._streaks.get(source)
+        previous = self.streaks.get(source)
         if previous is None:
-            if len(self._streaks) >= self._max_sources:
+            if len(self.streaks) >= self._max_sources:
                 self._forget(now)
             count = 1
         else:
             same = previous[0] == fingerprint and now - previous[1] <= self._window
             count = previous[2] + 1 if same else 1
-        self._streaks[source] = (fingerprint, now, count)
+        self.streaks[source] = (fingerprint, now, count)
         return count <= self._streak
 
     def reset(self, source: Source) -> None:
         """End C{source}'s streak: it sent a datagram that is not a fixed point."""
-        if self._streaks:
-            self._streaks.pop(source, None)
+        self.streaks.pop(source, None)
 
     def __len__(self) -> int:
-        return len(self._streaks)
+        return len(self.streaks)
 
     def _forget(self, now: float) -> None:
-        streaks = self._streaks
+        streaks = self.streaks
         for source in [s for s, (_, seen, _) in streaks.items() if now - seen > self._window]:
             del streaks[source]
         if len(streaks) >= self._max_sources:
