@@ -17,8 +17,9 @@ So L{LoopGuard} counts, per source address and port, identical fixed points
 in a row, each within C{window} seconds of the previous one. After
 C{streak} of them, the next ones are refused, until the source sends a
 different datagram or stays quiet for C{window} seconds. Plain bookkeeping,
-no I/O; a normal (not fixed-point) datagram costs one look at an empty
-table.
+no I/O; a normal (not fixed-point) datagram costs the caller one
+comparison, and one dictionary lookup once some source has sent a fixed
+point.
 """
 
 from twisted.internet.interfaces import IReactorTime
@@ -41,7 +42,8 @@ class LoopGuard:
     Refuse a source that keeps sending the same fixed point of the transform
     back, as fast as replies reach it: the sign of a service answering.
 
-    The table holds one entry per source with a streak in progress, at most
+    The table keeps an entry for each source that sent a fixed point, until
+    that source sends a datagram that is not one, and holds at most
     C{max_sources}. When it is full, entries older than C{window} (which can
     no longer continue a streak) are forgotten; if that is not enough, the
     oldest half goes. A loop whose entry is forgotten that way starts its
@@ -60,7 +62,7 @@ class LoopGuard:
         self._window = window
         self._max_sources = max_sources
         #: Source to (hash of its last fixed point, when it came, how many in
-        #: a row). Empty in normal use: a caller may test it before L{reset}.
+        #: a row). Often empty: a caller may test it before L{reset}.
         self.streaks: dict[Source, tuple[int, float, int]] = {}
 
     def allow(self, source: Source, fixed_point: bytes) -> bool:
