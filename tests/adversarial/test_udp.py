@@ -66,7 +66,9 @@ class DatagramSizeTests:
     logged. Subclasses run this against one daemon layout each.
     """
 
+    #: The address clients send to, and the daemon's --interface unless given.
     host = "127.0.0.1"
+    interface = ""
     layout: tuple[str, ...] = ()
     daemon: Daemon
     metrics: int
@@ -74,7 +76,7 @@ class DatagramSizeTests:
     def setUp(self) -> None:
         case = self.case()
         self.daemon = start_process(
-            case, twistd("-i", self.host, "-p", "0", *METRICS, *self.layout)
+            case, twistd("-i", self.interface or self.host, "-p", "0", *METRICS, *self.layout)
         )
         self.metrics = metrics_port_of(self.daemon)
 
@@ -163,6 +165,17 @@ class WorkersDatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
     """Datagram sizes over IPv4 with two worker processes sharing the socket."""
 
     layout = ("--workers", "2")
+
+
+class DualStackDatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
+    """Datagram sizes from IPv4 clients to a dual-stack listener (-i ::)."""
+
+    interface = "::"
+
+    def setUp(self) -> None:
+        if not has_ipv6_loopback():
+            raise self.skipTest("this machine has no IPv6 loopback (::1)")
+        super().setUp()
 
 
 class IPv6DatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
