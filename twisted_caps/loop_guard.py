@@ -31,8 +31,10 @@ LOOP_STREAK = 10
 #: the pause between two messages typed by a person or sent by a probe that
 #: runs twice a second or less.
 LOOP_WINDOW = 0.5
-#: Sources remembered at most; a flood of spoofed sources cannot grow it.
-MAX_SOURCES = 65536
+#: Sources remembered at most (about 280 bytes each, 4.6 MB in all), so a
+#: flood of spoofed sources cannot grow the table; only the sources of the
+#: last LOOP_WINDOW seconds matter, and those are forgotten last.
+MAX_SOURCES = 16384
 
 Source = tuple[str, int]
 
