@@ -62,6 +62,20 @@ class LoopGuardTests(SynchronousTestCase):
         guard.allow(PEER, b"X")
         self.assertEqual(len(guard), 1)
 
+    def test_a_loop_in_progress_survives_a_flood_of_fresh_sources(self) -> None:
+        """
+        When the table is full of sources heard from just now, the half
+        heard from longest ago goes: a loop that keeps sending stays.
+        """
+        guard = LoopGuard(Clock(), max_sources=100)
+        spoofed = (("198.51.100.7", port) for port in range(10_000))
+        for _ in range(40):
+            guard.allow(PEER, b"LOOP")
+            for _ in range(30):
+                guard.allow(next(spoofed), b"")
+        self.assertLessEqual(len(guard), 100)
+        self.assertFalse(guard.allow(PEER, b"LOOP"))
+
     def test_a_spoofed_flood_cannot_grow_the_table(self) -> None:
         """Memory stays bounded whatever sources a spoofer invents."""
         guard = LoopGuard(Clock(), max_sources=100)

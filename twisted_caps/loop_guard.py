@@ -32,8 +32,8 @@ LOOP_STREAK = 10
 #: runs twice a second or less.
 LOOP_WINDOW = 0.5
 #: Sources remembered at most (about 280 bytes each, 4.6 MB in all), so a
-#: flood of spoofed sources cannot grow the table; only the sources of the
-#: last LOOP_WINDOW seconds matter, and those are forgotten last.
+#: flood of spoofed sources cannot grow the table; only the sources heard
+#: from in the last LOOP_WINDOW seconds matter, and those are forgotten last.
 MAX_SOURCES = 16384
 
 Source = tuple[str, int]
@@ -48,7 +48,7 @@ class LoopGuard:
     that source sends a datagram that is not one, and holds at most
     C{max_sources}. When it is full, entries older than C{window} (which can
     no longer continue a streak) are forgotten; if that is not enough, the
-    oldest half goes. A loop whose entry is forgotten that way starts its
+    half heard from longest ago goes. A loop whose entry is forgotten that way starts its
     streak again, so it is still stopped, later.
     """
 
@@ -74,7 +74,8 @@ class LoopGuard:
         """
         now = self._clock.seconds()
         fingerprint = hash(fixed_point)
-        previous = self.streaks.get(source)
+        # Popped and put back, so the table stays in the order sources were last heard.
+        previous = self.streaks.pop(source, None)
         if previous is None:
             if len(self.streaks) >= self._max_sources:
                 self._forget(now)
