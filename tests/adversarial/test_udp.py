@@ -8,8 +8,9 @@ answering each other.
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
@@ -211,22 +212,34 @@ class IPv6DatagramSizeTests(DatagramSizeTests, SynchronousTestCase):
 def forge_datagram(source_port: int, destination_port: int, payload: bytes) -> None:
     """
     Send one UDP datagram to 127.0.0.1:C{destination_port} that claims to
-    come from 127.0.0.1:C{source_port}, a port another process holds: the
-    IPv4 and UDP headers are written by hand on a raw socket (which needs
-    CAP_NET_RAW; the test is skipped without it). The kernel fills in the IP
-    checksum; a UDP checksum of 0 means none.
+    come from 127.0.0.1:C{source_port}, a port another process holds.
     """
-    loopback = socket.inet_aton("127.0.0.1")
-    udp = struct.pack("!HHHH", source_port, destination_port, 8 + len(payload), 0) + payload
-    ip = struct.pack(
-        "!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0, loopback, loopback
-    )
+    forge_datagrams([("127.0.0.1", source_port)], destination_port, payload)
+
+
+def forge_datagrams(
+    sources: Iterable[tuple[str, int]], destination_port: int, payload: bytes
+) -> None:
+    """
+    Send C{payload} to 127.0.0.1:C{destination_port} once from each of
+    C{sources}, spoofed: the IPv4 and UDP headers are written by hand on a
+    raw socket (which needs CAP_NET_RAW; the test is skipped without it).
+    The kernel fills in the IP checksum; a UDP checksum of 0 means none.
+    """
     try:
         raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     except PermissionError as error:
         raise SkipTest(f"forging a datagram needs a raw socket: {error}") from None
+    destination = socket.inet_aton("127.0.0.1")
     with raw:
-        raw.sendto(ip + udp, ("127.0.0.1", 0))
+        for host, port in sources:
+            udp = struct.pack("!HHHH", port, destination_port, 8 + len(payload), 0) + payload
+            ip = struct.pack(
+                "!BBHHHBBH4s4s",
+                *(0x45, 0, 20 + len(udp), 0, 0, 64, socket.IPPROTO_UDP, 0),
+                *(socket.inet_aton(host), destination),
+            )
+            raw.sendto(ip + udp, ("127.0.0.1", 0))
 
 
 class LoopTests(SynchronousTestCase):
@@ -296,6 +309,38 @@ class LoopTests(SynchronousTestCase):
         forge_datagram(second, first, b"forged")
         wait_for(lambda: metric_total(metrics, "caps_udp_datagrams_total", result="loop") >= 1)
         self.assertLess(metric_total(metrics, "caps_udp_datagrams_received_total"), 100)
+
+    def test_a_loop_is_stopped_after_a_flood_of_spoofed_sources(self) -> None:
+        """
+        20,000 upper-case datagrams from as many spoofed sources (more than
+        loop protection remembers) leave it working: a forged loop between
+        two services still ends within 100 datagrams, and a client is
+        answered.
+        """
+        first, first_metrics = self.start_service()
+        second, second_metrics = self.start_service()
+        assert first.udp_port and second.udp_port
+        # Addresses of 127.0.0.0/8 that no process listens on: the replies
+        # to them are dropped by the kernel. Sent a thousand at a time, so
+        # none is lost in a full receive buffer.
+        received = partial(metric_total, first_metrics, "caps_udp_datagrams_received_total")
+        for thousand in range(20):
+            spoofed = [(f"127.77.{thousand}.{n % 250}", 40000 + n) for n in range(1000)]
+            forge_datagrams(spoofed, first.udp_port, b"SPOOFED")
+            wait_for(partial(lambda sent: received() == sent, 1000 * (thousand + 1)))
+        forge_datagram(second.udp_port, first.udp_port, b"forged")
+
+        def refused_loops() -> float:
+            return sum(
+                metric_total(port, "caps_udp_datagrams_total", result="loop")
+                for port in (first_metrics, second_metrics)
+            )
+
+        wait_for(lambda: refused_loops() >= 1)
+        self.assertLess(metric_total(second_metrics, "caps_udp_datagrams_received_total"), 50)
+        with udp_client("127.0.0.1") as client:
+            client.sendto(b"after", ("127.0.0.1", first.udp_port))
+            self.assertEqual(client.recv(16), b"AFTER")
 
     def test_normal_clients_are_answered(self) -> None:
         """
