@@ -28,9 +28,9 @@ MAX_UDP_PAYLOAD = 65507
 #: larger datagrams silently: the kernel drops the rest and says nothing.
 DATAGRAM_READ_SIZE = 65536
 
-#: The receive buffer asked of the kernel for each UDP socket: room for 64
-#: datagrams of the largest size, where Linux's default (212,992 bytes) holds
-#: three and drops the rest of a burst unseen. The kernel caps what it gives
+#: The receive buffer asked of the kernel for each UDP socket: room for
+#: dozens of datagrams of the largest size, where Linux's default (212,992
+#: bytes) holds three and drops the rest of a burst unseen. The kernel caps what it gives
 #: at net.core.rmem_max.
 RECEIVE_BUFFER = 4 * 1024 * 1024
 
