@@ -1,9 +1,8 @@
 """Tests for L{twisted_caps.accept_errors}: Twisted's accept events, summarized."""
 
 import socket
-from typing import Any, cast
 
-from twisted.internet import reactor
+from twisted.internet import tcp
 from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
@@ -83,8 +82,8 @@ class AcceptErrorSummaryTests(SynchronousTestCase):
 class SummarizeAcceptErrorsTests(SynchronousTestCase):
     def test_a_tcp_port_reports_through_the_summary(self) -> None:
         factory = CapsStreamFactory(Clock())
-        port: Any = cast(Any, reactor).listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
+        # Not listening: the summary needs only the port object.
+        port = tcp.Port(0, factory, interface="127.0.0.1")
         summarize_accept_errors(port, factory, Clock())
         self.assertIsInstance(port._logger.observer, AcceptErrorSummary)
         self.assertEqual(port._logger.namespace, "twisted.internet.tcp.Port")
