@@ -246,3 +246,28 @@ def assert_one_line_usage_error(
     case.assertNotIn("\n", message)
     for fragment in fragments:
         case.assertIn(fragment, message)
+
+
+# The adversarial suite's view of a running daemon: its metrics port and counters.
+
+METRICS_SERVING = re.compile(rb"caps: serving metrics on \S*:(\d+)")
+
+
+def metrics_port_of(daemon: Daemon) -> int:
+    """The port of a daemon's C{--metrics} listener, once its log names it."""
+    wait_for(lambda: METRICS_SERVING.search(daemon.output))
+    match = METRICS_SERVING.search(daemon.output)
+    assert match is not None
+    return int(match.group(1))
+
+
+def metric_total(port: int, name: str, **labels: str) -> float:
+    """
+    Scrape C{/metrics} on 127.0.0.1:C{port} and add up the samples of C{name}
+    whose labels include C{labels} (every worker's, under C{--workers}).
+    """
+    return sum(
+        value
+        for (sample, sample_labels), value in scrape(port).items()
+        if sample == name and set(labels.items()) <= set(sample_labels)
+    )

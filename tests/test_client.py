@@ -83,6 +83,12 @@ class LibraryTests(TestCase):
         port = port_of(start_in_reactor(self), "UDP")
         self.assertEqual(await capitalize_over_udp(reactor, HOST, port, b"dgram"), b"DGRAM")
 
+    async def test_udp_reply_of_the_largest_size_arrives_whole(self) -> None:
+        """A reply of 65,507 bytes, the largest over IPv4, is read whole, not cut to 8,192."""
+        port = port_of(start_in_reactor(self), "UDP")
+        reply = await capitalize_over_udp(reactor, HOST, port, b"x" * 65507)
+        self.assertEqual(reply, b"X" * 65507)
+
     async def test_tcp_refused(self) -> None:
         with self.assertRaises(error.ConnectionRefusedError):
             await capitalize_over_tcp(reactor, HOST, unused_port(socket.SOCK_STREAM), b"x")

@@ -37,7 +37,9 @@ class MemoryReactorWithUDP(MemoryReactor):
         super().__init__()
         self.udpServers: list[tuple[int, DatagramProtocol, str]] = []
 
-    def listenUDP(self, port: int, protocol: DatagramProtocol, interface: str = "") -> Any:
+    def listenUDP(
+        self, port: int, protocol: DatagramProtocol, interface: str = "", maxPacketSize: int = 8192
+    ) -> Any:
         self.udpServers.append((port, protocol, interface))
         return RecordingPort(port)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from twisted.internet import error, reactor, tcp
 from twisted.internet.interfaces import IAddress, IConnector
-from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.internet.protocol import ClientFactory, DatagramProtocol, Protocol
 from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
@@ -35,6 +35,16 @@ class Recorder(Protocol):
 
     def connectionLost(self, reason: Failure = error.ConnectionDone) -> None:  # type: ignore[assignment]
         self.lost.append(reason)
+
+
+class KeptDatagrams(DatagramProtocol):
+    """Keep every datagram received."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def datagramReceived(self, datagram: bytes, addr: Any) -> None:
+        self.received.append(datagram)
 
 
 class RecordingClientFactory(ClientFactory):
@@ -96,6 +106,29 @@ class MemoryServerTests(SynchronousTestCase):
         reply = capitalize_over_udp(self.server.reactor, "127.0.0.1", self.server.udp_port, b"x")
         self.server.flush()
         self.assertEqual(self.successResultOf(reply), b"X")
+
+    def test_memory_ports_read_datagrams_as_twisted_ports_do(self) -> None:
+        """
+        A port opened with Twisted's default maxPacketSize gets the first
+        8,192 bytes of a longer datagram, as on a real socket: a service
+        that forgets to ask for more fails in memory too.
+        """
+        receiver = KeptDatagrams()
+        port = self.server.reactor.listenUDP(0, receiver)
+        self.server.reactor.send_datagram(
+            ("127.0.0.1", 1), ("127.0.0.1", port.address.port), b"z" * 9000
+        )
+        self.server.flush()
+        self.assertEqual(receiver.received, [b"z" * 8192])
+
+    def test_largest_datagram_is_answered_whole_in_memory(self) -> None:
+        """The memory network reads datagrams as real ports do, and caps reads them whole."""
+        datagram = b"y" * 65507
+        reply = capitalize_over_udp(
+            self.server.reactor, "127.0.0.1", self.server.udp_port, datagram
+        )
+        self.server.flush()
+        self.assertEqual(self.successResultOf(reply), datagram.upper())
 
     def test_connected_protocol_gets_each_reply(self) -> None:
         client = Recorder()

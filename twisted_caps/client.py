@@ -33,6 +33,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_caps.datagram import DATAGRAM_READ_SIZE
+
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_UDP_RETRIES = 2
 PROMPT = b"Input lowercase sentence: "
@@ -249,7 +251,7 @@ def capitalize_over_udp(
         sends = 1 + retries
         protocol = _DatagramExchange(reactor, (address, port), data, sends, timeout / sends)
         interface = "::" if isIPv6Address(address) else ""
-        reactor.listenUDP(0, protocol, interface=interface)
+        reactor.listenUDP(0, protocol, interface=interface, maxPacketSize=DATAGRAM_READ_SIZE)
         protocol.send()
         return await protocol.reply
 

@@ -3,6 +3,7 @@
 The UDP capitalization protocol: one reply datagram per datagram received.
 """
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,15 +15,35 @@ from twisted.logger import Logger
 from twisted_caps._twisted.immediate import datagram_sender
 from twisted_caps.limits import DatagramRateLimit
 from twisted_caps.log_throttle import LogThrottle
+from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW, LoopGuard
 from twisted_caps.transform import capitalize
 
 #: The largest UDP payload: 65535 minus the 8-byte UDP header and the 20-byte
 #: IPv4 header (IPv6 allows 20 bytes more, but a reply must fit either).
 MAX_UDP_PAYLOAD = 65507
 
+#: The buffer one datagram is read into (C{maxPacketSize} of Twisted's UDP
+#: ports): more than the largest UDP payload of any family (65,527 bytes over
+#: IPv6), so no datagram is cut short. Twisted's default of 8,192 truncates
+#: larger datagrams silently: the kernel drops the rest and says nothing.
+DATAGRAM_READ_SIZE = 65536
+
+#: The receive buffer asked of the kernel for each UDP socket: room for
+#: dozens of datagrams of the largest size, where Linux's default (212,992
+#: bytes) holds three and drops the rest of a burst unseen. The kernel caps what it gives
+#: at net.core.rmem_max.
+RECEIVE_BUFFER = 4 * 1024 * 1024
+
 #: Source ports below this belong to system services (echo, chargen, daytime,
 #: ...); answering them lets two services bounce datagrams forever.
 FIRST_UNPRIVILEGED_PORT = 1024
+
+
+#: Why a source that keeps sending its reply back gets none.
+ANSWERING_SERVICE = (
+    f"the same upper-case text more than {LOOP_STREAK} times in a row,"
+    f" each within {LOOP_WINDOW:g}s: a service answering back could start a reply loop"
+)
 
 
 @dataclass
@@ -45,10 +66,13 @@ class CapsDatagramProtocol(DatagramProtocol):
 
     An empty datagram gets an empty reply. No reply goes to a source port
     below 1024 or equal to this service's own port: two echo-style services
-    answering each other would loop forever (CVE-1999-0103). A source over
-    its rate limit gets no reply. A reply longer
-    than the largest UDP payload, or one the kernel refuses, is dropped,
-    counted and logged (at most one line a second for each kind of drop).
+    answering each other would loop forever (CVE-1999-0103). Nor does one go
+    to a source that sends the same upper-case text back again and again, as
+    fast as replies reach it: another service answering (see
+    L{twisted_caps.loop_guard}). A source over its rate limit gets no reply.
+    A reply longer than the largest UDP payload, or one the kernel refuses,
+    is dropped, counted and logged (at most one line a second for each kind
+    of drop).
     """
 
     log = Logger()
@@ -58,6 +82,7 @@ class CapsDatagramProtocol(DatagramProtocol):
     def __init__(self, clock: IReactorTime, rate_limit: DatagramRateLimit | None = None) -> None:
         self.counters = DatagramCounters()
         self._rate_limit = rate_limit
+        self._loop_guard = LoopGuard(clock)
         self._clock = clock
         self._drop_logs: dict[str, LogThrottle] = {}
         self._own_port = -1
@@ -65,6 +90,7 @@ class CapsDatagramProtocol(DatagramProtocol):
 
     def startProtocol(self) -> None:
         self._own_port = self.transport.getHost().port
+        enlarge_receive_buffer(self.transport)
         self._send = datagram_sender(self.transport) or self._write
 
     def _write(self, reply: bytes, addr: tuple[str, int]) -> None:
@@ -84,6 +110,13 @@ class CapsDatagramProtocol(DatagramProtocol):
             self._drop(addr, "rate-limit", "over the per-source rate limit")
             return
         reply = capitalize(datagram)
+        if reply != datagram:
+            if self._loop_guard.streaks:
+                self._loop_guard.reset(addr)
+        elif not self._loop_guard.allow(addr, datagram):
+            counters.refused_loop += 1
+            self._drop(addr, "loop", ANSWERING_SERVICE)
+            return
         if len(reply) > MAX_UDP_PAYLOAD:
             counters.dropped_oversize += 1
             self._drop(addr, "oversize", f"reply of {len(reply)} bytes exceeds the UDP maximum")
@@ -107,3 +140,19 @@ class CapsDatagramProtocol(DatagramProtocol):
             peer=f"{addr[0]}:{addr[1]}",
             reason=reason,
         )
+
+
+def enlarge_receive_buffer(transport: object) -> None:
+    """
+    Ask for a receive buffer of L{RECEIVE_BUFFER} bytes on C{transport}'s
+    socket, unless it has one as large already (an operator's setting) or
+    no socket (a test transport); a refusal leaves it as it was.
+    """
+    sock = getattr(transport, "socket", None)
+    if not isinstance(sock, socket.socket):
+        return
+    try:
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) < RECEIVE_BUFFER:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+    except OSError:
+        pass

@@ -9,6 +9,9 @@ from twisted.internet.interfaces import IReactorTime
 #: Why a connection was refused, as counters and log lines name it.
 MAX_CONNECTIONS = "max-connections"
 MAX_PER_PEER = "max-per-peer"
+#: The process had no file descriptor left for the connection (see
+#: L{twisted_caps.accept_errors}).
+OPEN_FILES = "open-files"
 
 
 class ConnectionLimits:

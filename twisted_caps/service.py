@@ -19,8 +19,9 @@ from twisted.web.server import Site
 
 from twisted_caps._twisted import dispatch
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port
+from twisted_caps.accept_errors import summarize_accept_errors
 from twisted_caps.config import CapsConfig, TcpListener
-from twisted_caps.datagram import CapsDatagramProtocol
+from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
 from twisted_caps.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.open_files import raise_open_files_limit
@@ -134,13 +135,16 @@ class CapsService(Service):
             for tcp in self.config.tcp:
                 endpoint = tcp.endpoint(self._reactor)
                 port = _synchronous_result(endpoint.listen(self.stream_factory))
+                summarize_accept_errors(port, self.stream_factory, self._reactor)
                 self._opened("TCP", port)
             if self.config.metrics is not None:
                 site = metrics_site(lambda: [(None, self.counters())])
                 self.metrics_port = self.listen_for_metrics(self.config.metrics, site)
             for udp in self.config.udp:
                 protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
-                port = self._reactor.listenUDP(udp.port, protocol, interface=udp.interface)
+                port = self._reactor.listenUDP(
+                    udp.port, protocol, interface=udp.interface, maxPacketSize=DATAGRAM_READ_SIZE
+                )
                 self.datagram_protocols.append(protocol)
                 self._opened("UDP", port)
         except Exception as error:
@@ -156,9 +160,10 @@ class CapsService(Service):
         os.set_blocking(fd, False)
         if inherited.kind == "TCP":
             port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
+            summarize_accept_errors(port, self.stream_factory, self._reactor)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
-            port = self._reactor.adoptDatagramPort(fd, family, protocol)
+            port = self._reactor.adoptDatagramPort(fd, family, protocol, DATAGRAM_READ_SIZE)
             self.datagram_protocols.append(protocol)
         # The reactor adopted a duplicate; this one would only keep the socket open.
         os.close(fd)

@@ -27,8 +27,11 @@ class Options(usage.Options):
 
     TCP answers every byte as it arrives, with no framing, until the client
     closes; after a half-close (nc -N) the server finishes and closes.
-    UDP answers each datagram with one datagram; no reply goes to a source
-    port below 1024 or equal to the service's own port (loop protection).
+    UDP answers each datagram with one datagram, whole, if the reply fits
+    in 65,507 bytes. Loop protection: no reply goes to a source port below
+    1024 or equal to the service's own port, nor to a source that sends the
+    same upper-case text more than 10 times in a row, each within 0.5s
+    (another service answering back), until it sends something else.
 
     Limits protect a public deployment; the defaults admit a class behind
     one NAT address and a load test of hundreds of clients from one host.

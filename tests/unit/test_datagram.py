@@ -1,5 +1,7 @@
 """Tests for L{twisted_caps.datagram}, through an in-memory transport."""
 
+import socket
+from types import SimpleNamespace
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -8,8 +10,15 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.datagram import MAX_UDP_PAYLOAD, CapsDatagramProtocol
+from twisted_caps.datagram import (
+    ANSWERING_SERVICE,
+    MAX_UDP_PAYLOAD,
+    RECEIVE_BUFFER,
+    CapsDatagramProtocol,
+    enlarge_receive_buffer,
+)
 from twisted_caps.limits import DatagramRateLimit
+from twisted_caps.loop_guard import LOOP_STREAK
 
 OWN_PORT = 1200
 CLIENT = ("127.0.0.1", 40000)
@@ -71,6 +80,24 @@ class CapsDatagramProtocolTests(SynchronousTestCase):
         self.assertEqual(transport.written, [])
         self.assertEqual(protocol.counters.refused_loop, 1)
 
+    def test_no_reply_to_a_source_sending_its_reply_back(self) -> None:
+        """
+        A source that keeps sending the same upper-case text, as another
+        service answering would, is answered ten times, then refused and
+        counted as a loop, with one log line; lower-case text from it is
+        answered again.
+        """
+        protocol, transport = connect()
+        with capturedLogs() as events:
+            for _ in range(LOOP_STREAK + 5):
+                protocol.datagramReceived(b"HELLO", CLIENT)
+        self.assertEqual(len(transport.written), LOOP_STREAK)
+        self.assertEqual(protocol.counters.refused_loop, 5)
+        self.assertEqual([e["reason"] for e in events], [ANSWERING_SERVICE])
+        protocol.datagramReceived(b"hello", CLIENT)
+        protocol.datagramReceived(b"HELLO", CLIENT)
+        self.assertEqual(transport.written[-2:], [(b"HELLO", CLIENT)] * 2)
+
     def test_source_port_1024_is_answered(self) -> None:
         protocol, transport = connect()
         protocol.datagramReceived(b"x", ("127.0.0.1", 1024))
@@ -114,3 +141,39 @@ class RateLimitTests(SynchronousTestCase):
         clock.advance(0.5)
         protocol.datagramReceived(b"x", CLIENT)
         self.assertEqual(len(transport.written), 4)
+
+
+#: Linux's option to set a receive buffer over net.core.rmem_max (root only).
+SO_RCVBUFFORCE = 33
+
+
+class ReceiveBufferTests(SynchronousTestCase):
+    def udp_socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(sock.close)
+        return sock
+
+    def receive_buffer(self, sock: socket.socket) -> int:
+        return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+
+    def test_the_buffer_is_enlarged(self) -> None:
+        """The kernel gives what it allows: more than its default, up to rmem_max."""
+        sock = self.udp_socket()
+        before = self.receive_buffer(sock)
+        enlarge_receive_buffer(SimpleNamespace(socket=sock))
+        with open("/proc/sys/net/core/rmem_max") as limit:
+            if int(limit.read()) > before:
+                self.assertGreater(self.receive_buffer(sock), before)
+
+    def test_a_larger_buffer_is_left_alone(self) -> None:
+        sock = self.udp_socket()
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 * RECEIVE_BUFFER)
+        except PermissionError:
+            raise self.skipTest("setting a buffer over net.core.rmem_max needs root") from None
+        before = self.receive_buffer(sock)
+        enlarge_receive_buffer(SimpleNamespace(socket=sock))
+        self.assertEqual(self.receive_buffer(sock), before)
+
+    def test_a_transport_without_a_socket_is_left_alone(self) -> None:
+        enlarge_receive_buffer(FakeDatagramTransport())

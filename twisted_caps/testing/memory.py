@@ -268,6 +268,8 @@ class MemoryPort:
         self.network = network
         self.address = IPv4Address(kind, HOST, port)
         self.protocol = protocol
+        #: UDP: a longer datagram is cut to this size, as a real port reads it.
+        self.max_packet_size = 8192
         self._connected_to: Address | None = None
 
     def getHost(self) -> IPv4Address:
@@ -371,6 +373,7 @@ class MemoryNetwork(MemoryReactorClock):
         self, port: int, protocol: DatagramProtocol, interface: str = "", maxPacketSize: int = 8192
     ) -> MemoryPort:
         bound = self._open("UDP", port, protocol)
+        bound.max_packet_size = maxPacketSize
         protocol.makeConnection(bound)
         return bound
 
@@ -481,7 +484,8 @@ class MemoryNetwork(MemoryReactorClock):
         for source, destination, datagram in datagrams:
             receiver = self._listening.get(("UDP", destination[1]))
             if receiver is not None:
-                receiver.protocol.datagramReceived(datagram, source)
+                # A real port reads at most maxPacketSize bytes; the kernel drops the rest.
+                receiver.protocol.datagramReceived(datagram[: receiver.max_packet_size], source)
         return bool(datagrams)
 
 
