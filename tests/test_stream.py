@@ -2,14 +2,16 @@
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
-from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol
+from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol, own_half_close
 
 
 def connect(once: bool = False) -> tuple[CapsStreamProtocol, StringTransport]:
@@ -187,3 +189,27 @@ class CloseAllTests(SynchronousTestCase):
 
     def test_close_all_with_no_connections_fires_at_once(self) -> None:
         self.successResultOf(CapsStreamFactory(Clock()).close_all())
+
+
+class HalfCloseableTransport(StringTransport):
+    """A transport with a half-close of its own, as TCP's."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+
+class OwnHalfCloseTests(SynchronousTestCase):
+    def test_a_wrapper_does_not_lend_the_inner_half_close(self) -> None:
+        # ProtocolWrapper passes unknown names to the transport it wraps; that
+        # half-close would end the stream under the wrapper (TLS: a bare FIN).
+        inner = HalfCloseableTransport()
+        wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+        wrapper.makeConnection(inner)
+        self.assertTrue(callable(wrapper.loseWriteConnection))
+        self.assertIsNone(own_half_close(wrapper))
+        half_close = own_half_close(inner)
+        assert half_close is not None
+        half_close()
+        self.assertTrue(inner.write_closed)

@@ -88,6 +88,11 @@ class HalfCloseProxyProtocolWrapper(HAProxyProtocolWrapper):
         if remaining and not self.disconnecting:
             self.wrappedProtocol.dataReceived(remaining)
 
+    def loseWriteConnection(self) -> None:
+        """Half-close the connection underneath, which is this wrapper's own stream."""
+        transport: Any = self.transport
+        transport.loseWriteConnection()
+
     def readConnectionLost(self) -> None:
         protocol = IHalfCloseableProtocol(self.wrappedProtocol, None)
         if self._started and protocol is not None:

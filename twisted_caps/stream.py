@@ -177,7 +177,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         # A transport with a paused producer registered never closes, so
         # unregister it before asking for the close.
         IConsumer(self.transport).unregisterProducer()
-        lose_write_connection = getattr(self.transport, "loseWriteConnection", None)
+        lose_write_connection = own_half_close(self.transport)
         if not grace or lose_write_connection is None:
             self.transport.loseConnection()
         elif not self._discarding:
@@ -286,6 +286,23 @@ class CapsStreamFactory(Factory):
         for protocol in list(self.connections):
             protocol.close(grace=self.shutdown_timeout, reason=SHUTDOWN)
         return self._drained
+
+
+def own_half_close(transport: object) -> Callable[[], None] | None:
+    """
+    The transport's own C{loseWriteConnection}, or None if its class has none.
+
+    It is looked up on the class, not the instance: a wrapping transport
+    (TLS, PROXY protocol) passes names it does not define to the transport
+    it wraps, through C{__getattr__}, and the inner transport's half-close
+    would end the stream under the wrapper (a TCP FIN under a TLS session,
+    with no close_notify). A transport without its own half-close is closed
+    whole instead.
+    """
+    if getattr(type(transport), "loseWriteConnection", None) is None:
+        return None
+    half_close: Callable[[], None] = transport.loseWriteConnection  # type: ignore[attr-defined]
+    return half_close
 
 
 def peer_host(address: Any) -> str | None:
