@@ -10,6 +10,7 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_caps import stream
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol, own_half_close
 
@@ -159,6 +160,44 @@ class IdleTimeoutTests(SynchronousTestCase):
         clock.advance(10)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class OutputProgressTests(SynchronousTestCase):
+    """The idle timer counts replies taken by the kernel as progress."""
+
+    def setUp(self) -> None:
+        self.unsent: int | None = 0
+        self.patch(stream, "unsent_bytes", lambda transport: self.unsent)
+        self.clock = Clock()
+        self.factory = CapsStreamFactory(self.clock, idle_timeout=10, shutdown_timeout=2)
+
+    def test_draining_replies_keep_a_silent_client_open(self) -> None:
+        protocol, transport = connect_from(self.factory, "10.0.0.1")
+        for unsent in (900, 800, 100):  # the client reads, slowly
+            self.unsent = unsent
+            self.clock.advance(10)
+            self.assertFalse(transport.disconnecting)
+        self.clock.advance(10)  # it stopped reading: no progress since the last look
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(protocol.close_reason, "idle timeout")
+
+    def test_half_closed_client_that_stops_reading_is_aborted(self) -> None:
+        protocol, transport = connect_from(self.factory, "10.0.0.1")
+        protocol.dataReceived(b"x" * 1000)
+        protocol.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+        self.unsent = 500
+        self.clock.advance(10)  # first look: replies pending count as progress
+        self.assertFalse(transport.disconnected)
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual((protocol.close_reason, self.factory.idle_timeouts), ("idle timeout", 1))
+
+    def test_transport_that_cannot_tell_counts_only_input(self) -> None:
+        self.unsent = None
+        _, transport = connect_from(self.factory, "10.0.0.1")
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnecting)
 
 
 class CloseAllTests(SynchronousTestCase):

@@ -26,7 +26,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_caps.immediate import send_now, supports_immediate_send
+from twisted_caps.immediate import send_now, supports_immediate_send, unsent_bytes
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
@@ -64,6 +64,8 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self._capitalizer = StreamCapitalizer()
         self.opened_at = 0.0
         self.last_input_at = 0.0
+        self.last_output_at = 0.0
+        self._unsent: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_reason: str | None = None
@@ -77,7 +79,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             return
         self._admitted = True
         self._immediate = supports_immediate_send(self.transport)
-        self.opened_at = self.last_input_at = self.factory.clock.seconds()
+        self.opened_at = self.last_input_at = self.last_output_at = self.factory.clock.seconds()
         IConsumer(self.transport).registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout or None)
 
@@ -147,18 +149,39 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         """
-        Close the connection if it has been idle for the whole timeout.
+        Close the connection if it has made no progress for the whole
+        timeout: no byte read from the client, and no byte of reply taken
+        on its way to the client (a client that reads slowly, while its
+        connection is paused by flow control, is not idle).
 
-        Input does not reset the timer, which would cost two calls per chunk
-        received; it records the time, and the timer, when it fires early
-        because input came after it was armed, waits for the rest.
+        Neither direction resets the timer, which would cost calls per
+        chunk: input records its time, and output is seen here, when the
+        timer fires, as replies still unsent (L{unsent_bytes}) having
+        shrunk since the last firing (between firings no reply is written
+        without input, so a drop is progress; at the first firing, replies
+        still unsent count as progress). The timer then waits for the rest
+        of the timeout: a connection that stops all progress is closed
+        between one and two timeouts later.
+
+        A connection whose input has ended (a half-closed client) and whose
+        replies make no progress is aborted: the client has stopped reading
+        them, and nothing else would ever close it.
         """
         idle_timeout = self.factory.idle_timeout
-        idle = self.factory.clock.seconds() - self.last_input_at
+        now = self.factory.clock.seconds()
+        unsent = unsent_bytes(self.transport)
+        if unsent and (self._unsent is None or unsent < self._unsent):
+            self.last_output_at = now
+        self._unsent = unsent
+        idle = now - max(self.last_input_at, self.last_output_at)
         if idle < idle_timeout:
             self.setTimeout(idle_timeout - idle)
             return
         self.factory.idle_timeouts += 1
+        if self.close_reason is not None:
+            self.close_reason = IDLE_TIMEOUT
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
         self.close(grace=self.factory.shutdown_timeout, reason=IDLE_TIMEOUT)
 
     def close(self, grace: float = 0.0, reason: str = CLIENT_CLOSED) -> None:
@@ -171,7 +194,10 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         half-closes instead (FIN after the queued replies), reads and drops
         input until the client closes, and aborts after C{grace} seconds.
         """
-        self.setTimeout(None)
+        if grace:
+            # The grace period bounds this close; without one, the idle timer
+            # goes on watching the replies' progress.
+            self.setTimeout(None)
         if self.close_reason is None:
             self.close_reason = reason
         # A transport with a paused producer registered never closes, so
@@ -204,8 +230,8 @@ class CapsStreamFactory(Factory):
 
     @ivar once: answer only the first chunk received, then close (the
         course's server behaviour, for clients that read until it closes).
-    @ivar idle_timeout: seconds without input before a connection is
-        closed; 0 for never.
+    @ivar idle_timeout: seconds without progress (no input read, no reply
+        taken by the kernel) before a connection is closed; 0 for never.
     @ivar shutdown_timeout: seconds a closing connection may take to write
         what is queued before it is aborted.
     """
