@@ -9,6 +9,12 @@ from twisted.internet.interfaces import IReactorTime
 #: Why a connection was refused, as counters and log lines name it.
 MAX_CONNECTIONS = "max-connections"
 MAX_PER_PEER = "max-per-peer"
+#: Behind a PROXY-protocol listener: a header that is malformed, or not
+#: complete within the header deadline.
+PROXY_HEADER = "proxy-header"
+PROXY_HEADER_TIMEOUT = "proxy-header-timeout"
+#: Every reason a connection is refused, as the metrics list them.
+REFUSALS = (MAX_CONNECTIONS, MAX_PER_PEER, PROXY_HEADER, PROXY_HEADER_TIMEOUT)
 
 
 class ConnectionLimits:

@@ -18,7 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twisted_caps.datagram import CapsDatagramProtocol
-from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER
+from twisted_caps.limits import REFUSALS
 from twisted_caps.stream import CapsStreamFactory
 
 #: The label values of caps_udp_datagrams_total{result=...}, and the counter
@@ -46,7 +46,7 @@ def snapshot(stream: CapsStreamFactory, datagrams: Iterable[CapsDatagramProtocol
     return {
         "open": stream.limits.open,
         "accepted": stream.accepted,
-        "refused": {r: stream.refused.get(r, 0) for r in (MAX_CONNECTIONS, MAX_PER_PEER)},
+        "refused": {r: stream.refused.get(r, 0) for r in REFUSALS},
         "idle_timeouts": stream.idle_timeouts,
         "pauses": stream.pauses,
         "bytes_received": {"tcp": stream.bytes_received, "udp": udp("bytes_received")},
@@ -82,7 +82,7 @@ class CapsCollector:
         refused = family(
             CounterMetricFamily,
             "caps_tcp_connections_refused",
-            "TCP connections refused, by limit.",
+            "TCP connections refused or closed before their first byte, by limit or reason.",
             "reason",
         )
         idle = family(

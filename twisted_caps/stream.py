@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_caps.immediate import send_now, supports_immediate_send, unsent_bytes
-from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
+from twisted_caps.limits import REFUSALS, ConnectionLimits
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
 
@@ -37,6 +37,13 @@ IDLE_TIMEOUT = "idle timeout"
 SHUTDOWN = "shutdown"
 ANSWERED_ONCE = "answered once"
 ERROR = "error"
+
+#: The longest a connection behind a PROXY-protocol listener may take to
+#: send its header (less if --idle-timeout is shorter). HAProxy sends the
+#: header at once, in the connection's first segment; a few seconds cover a
+#: loaded network, and a connection still without one is a misconfigured
+#: sender or a slowloris holding a slot.
+HEADER_TIMEOUT = 5.0
 
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
@@ -259,9 +266,7 @@ class CapsStreamFactory(Factory):
         self.pauses = 0
         self.bytes_received = 0
         self.bytes_sent = 0
-        self._refusal_logs = {
-            limit: LogThrottle(clock) for limit in (MAX_CONNECTIONS, MAX_PER_PEER)
-        }
+        self._refusal_logs = {reason: LogThrottle(clock) for reason in REFUSALS}
         self._drained: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> CapsStreamProtocol:
@@ -271,18 +276,47 @@ class CapsStreamFactory(Factory):
         """Admit a new connection, or count and log its refusal."""
         refusal = self.limits.admit(protocol.peer)
         if refusal is not None:
-            self.refused[refusal] = self.refused.get(refusal, 0) + 1
-            self._refusal_logs[refusal].warn(
-                self.log,
-                "caps: refused a connection from {peer}: {limit} reached"
-                " ({suppressed} more refusals not logged)",
-                peer=protocol.peer or "local",
-                limit=refusal,
-            )
+            self._refused(refusal, f"{refusal} reached", protocol.peer or "local")
             return False
         self.accepted += 1
         self.connections.add(protocol)
         return True
+
+    @property
+    def header_timeout(self) -> float:
+        """Seconds a PROXY-protocol connection has to send its header (L{HEADER_TIMEOUT})."""
+        return min(self.idle_timeout or HEADER_TIMEOUT, HEADER_TIMEOUT)
+
+    def admit_pending(self, peer: IAddress) -> bool:
+        """
+        Take a slot of --max-connections for a connection whose PROXY header
+        has not come yet (its client, and so --max-per-peer, is not known
+        yet), or count and log its refusal.
+        """
+        refusal = self.limits.admit(None)
+        if refusal is not None:
+            self._refused(refusal, f"{refusal} reached", peer_host(peer) or "local")
+            return False
+        return True
+
+    def release_pending(self) -> None:
+        """Give back the slot of a connection whose header is read or refused."""
+        self.limits.release(None)
+
+    def refuse_header(self, reason: str, detail: str, peer: IAddress) -> None:
+        """Count and log a connection closed for its PROXY header."""
+        self._refused(reason, detail, peer_host(peer) or "local")
+
+    def _refused(self, reason: str, detail: str, peer: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self._refusal_logs[reason].warn(
+            self.log,
+            "caps: refused a connection from {peer}: {detail}"
+            " ({suppressed} more refusals not logged)",
+            peer=peer,
+            detail=detail,
+            limit=reason,
+        )
 
     def release(self, protocol: CapsStreamProtocol) -> None:
         """Forget a closed connection that L{admit} let in, and log its close."""
