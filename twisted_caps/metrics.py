@@ -88,7 +88,7 @@ class CapsCollector:
         idle = family(
             CounterMetricFamily,
             "caps_tcp_idle_timeouts",
-            "TCP connections closed because the client sent nothing for --idle-timeout.",
+            "TCP connections closed after --idle-timeout with no input read and no reply taken.",
         )
         pauses = family(
             CounterMetricFamily,
