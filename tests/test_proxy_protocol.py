@@ -1,5 +1,7 @@
 """Tests for L{twisted_caps.proxy_protocol}, driven through a StringTransport."""
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime, ITransport
@@ -186,3 +188,34 @@ class WrapperTests(SynchronousTestCase):
         wrapper.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(self.policy.pending, 0)
         self.assertEqual(self.policy.timer.getDelayedCalls(), [])
+
+
+class WrapperFuzzTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.binary(max_size=40), max_size=8), st.booleans())
+    def test_any_chunks_start_the_protocol_or_close_with_one_refusal(
+        self, chunks: list[bytes], half_close: bool
+    ) -> None:
+        """
+        Whatever arrives, in whatever pieces, no exception escapes the
+        wrapper; a connection is started, or refused at most once, or still
+        waiting; and its slot is given back when it ends.
+        """
+        policy = Policy()
+        recorder = Recorder()
+        factory = HalfCloseProxyProtocolFactory(Factory.forProtocol(lambda: recorder), policy)
+        wrapper = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 50000))
+        assert wrapper is not None
+        transport = StringTransportWithDisconnection()
+        transport.protocol = wrapper
+        wrapper.makeConnection(transport)
+        for chunk in [V1_HEADER[:7], *chunks]:
+            wrapper.dataReceived(chunk)
+        if half_close:
+            IHalfCloseableProtocol(wrapper).readConnectionLost()
+        self.assertLessEqual(len(policy.refusals), 1)
+        started = any(isinstance(e, tuple) and e[0] == "made" for e in recorder.events)
+        self.assertFalse(started and policy.refusals)
+        if transport.connected:
+            wrapper.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(policy.pending, 0)
