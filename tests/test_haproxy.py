@@ -28,7 +28,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
+from tests.certificates import make_server_files
 from tests.servers import require_program, start_process, twistd, wait_for
+from tests.test_tls import ssl_endpoint
 from twisted_caps.client import _StreamExchange
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options
@@ -260,14 +262,17 @@ class HAProxyTests(TestCase):
         self.assertEqual(service.stream_factory.accepted, 2)
 
 
-def header_forms_configuration(caps: int, frontends: dict[str, str], stats: str) -> str:
+def header_forms_configuration(
+    caps: int, frontends: dict[str, str], stats: str, tls: bool = False
+) -> str:
     """
     HAProxy with one frontend per (version, kind of frontend) in
     C{frontends} (name to bind address: a TCP port or a UNIX socket path),
     each sending to caps on port C{caps} with that version of the PROXY
-    protocol; health checks also send a PROXY header, then expect caps to
-    answer "hello" with "HELLO".
+    protocol, over TLS if C{tls}; health checks also send a PROXY header,
+    then expect caps to answer "hello" with "HELLO".
     """
+    server_tls = " ssl verify none check-ssl" if tls else ""
     lines = [
         "global",
         f"    stats socket {stats} level user",
@@ -286,7 +291,8 @@ def header_forms_configuration(caps: int, frontends: dict[str, str], stats: str)
             "    option tcp-check",
             "    tcp-check send hello",
             "    tcp-check expect string HELLO",
-            f"    server caps{version} {HOST}:{caps} {option} check check-send-proxy inter 300ms",
+            f"    server caps{version} {HOST}:{caps} {option}{server_tls}"
+            " check check-send-proxy inter 300ms",
         ]
     return "\n".join(lines) + "\n"
 
@@ -305,9 +311,21 @@ class HeaderFormTests(TestCase):
         the PROXY health checks (v1 and v2) get their answer: no form that
         HAProxy sends is refused (PROXY UNKNOWN used to be).
         """
-        daemon = start_process(
-            self, twistd("--tcp", f"haproxy:tcp:0:interface={HOST}", "--no-udp"), ("TCP",)
-        )
+        self.serve_through_haproxy(f"haproxy:tcp:0:interface={HOST}", tls=False)
+
+    def test_tls_to_caps_starts_after_the_header(self) -> None:
+        """
+        With C{server ... ssl send-proxy}, HAProxy sends the PROXY header
+        first, then starts TLS; a C{haproxy:ssl:} listener reads them in
+        that order (Twisted's own expects the header inside TLS).
+        """
+        files = make_server_files(self.mktemp())
+        listener = f"haproxy:{ssl_endpoint(files)}"
+        self.serve_through_haproxy(listener, tls=True)
+
+    def serve_through_haproxy(self, listener: str, tls: bool) -> None:
+        """Ask the daemon on C{listener} through every frontend of HAProxy."""
+        daemon = start_process(self, twistd("--tcp", listener, "--no-udp"), ("TCP",))
         assert daemon.tcp_port
         scratch = tempfile.mkdtemp(prefix="caps-haproxy-")
         self.addCleanup(shutil.rmtree, scratch, True)
@@ -316,7 +334,7 @@ class HeaderFormTests(TestCase):
         unix = {name: os.path.join(scratch, f"{name}.sock") for name in ("unix_v1", "unix_v2")}
         frontends = {**{name: f"{HOST}:{port}" for name, port in tcp.items()}, **unix}
         haproxy, output = run_haproxy(
-            self, header_forms_configuration(daemon.tcp_port, frontends, stats)
+            self, header_forms_configuration(daemon.tcp_port, frontends, stats, tls)
         )
 
         def checks_passed() -> bool:

@@ -17,12 +17,12 @@ to read the header.
 What happens before the header is policy, and the wrapped factory sets it
 by providing L{HeaderPolicy}: how long a header may take, whether one more
 connection may wait for its header, and how a refusal is counted and
-logged.
+logged. L{ProxyProtocolReactor} puts the wrapper under every listener of
+an endpoint string, TLS included.
 """
 
 from typing import Any, Protocol, runtime_checkable
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
@@ -30,7 +30,6 @@ from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
     IReactorTime,
-    IStreamServerEndpoint,
     ITransport,
 )
 from twisted.internet.protocol import Protocol as TwistedProtocol
@@ -147,14 +146,14 @@ class HalfCloseProxyProtocolWrapper(ProtocolWrapper):
         transport.abortConnection()
 
     def readConnectionLost(self) -> None:
-        protocol = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        protocol = _half_closeable(self.wrappedProtocol)
         if self._header is not None and protocol is not None:
             protocol.readConnectionLost()
         else:
             self.loseConnection()
 
     def writeConnectionLost(self) -> None:
-        protocol = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        protocol = _half_closeable(self.wrappedProtocol)
         if self._header is not None and protocol is not None:
             protocol.writeConnectionLost()
         else:
@@ -188,6 +187,19 @@ class HalfCloseProxyProtocolWrapper(ProtocolWrapper):
             self.factory.policy.release_pending()
 
 
+def _half_closeable(protocol: object) -> IHalfCloseableProtocol | None:
+    """
+    C{protocol}, if its own class handles half-closes. A TLS protocol above
+    this wrapper copies the interfaces of its transport, this wrapper's
+    C{IHalfCloseableProtocol} among them, without handling half-closes: its
+    C{readConnectionLost} would be this wrapper's own, through
+    C{__getattr__}, for ever.
+    """
+    if IHalfCloseableProtocol.implementedBy(type(protocol)):
+        return IHalfCloseableProtocol(protocol)
+    return None
+
+
 class HalfCloseProxyProtocolFactory(WrappingFactory):
     """Wrap each connection in a L{HalfCloseProxyProtocolWrapper} under C{policy}."""
 
@@ -202,19 +214,67 @@ class HalfCloseProxyProtocolFactory(WrappingFactory):
         return f"{type(self.wrappedFactory).__name__} (PROXY)"
 
 
-@implementer(IStreamServerEndpoint)
-class ProxyProtocolEndpoint:
-    """Listen on C{inner}, reading a PROXY protocol header on each connection."""
+class ProxyProtocolReactor:
+    """
+    A reactor whose stream listeners (C{listenTCP}, C{listenUNIX},
+    C{adoptStreamPort}) read a PROXY header first on every connection;
+    everything else is the wrapped reactor's. Parsing an endpoint string
+    with it gives a listener behind the PROXY protocol.
 
-    def __init__(self, inner: IStreamServerEndpoint) -> None:
-        self._inner = inner
+    The header is the first thing on the connection, under any other
+    layer: for C{ssl:}, L{twisted_caps.tls.HalfCloseTLSReactor} over this
+    one starts TLS after the header, as HAProxy sends it
+    (C{server ... ssl send-proxy}); Twisted's own C{haproxy:ssl:} expects
+    the header inside TLS.
 
-    def listen(self, factory: IProtocolFactory) -> "Deferred[IListeningPort]":
-        """
-        Listen with C{factory}, which must also be the L{HeaderPolicy} of
-        the connections (L{twisted_caps.stream.CapsStreamFactory} is).
-        """
-        if not isinstance(factory, HeaderPolicy):
+    The factory given to a listener, or the factory it wraps (TLS), must
+    be the L{HeaderPolicy} of the connections.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def listenTCP(
+        self, port: int, factory: IProtocolFactory, backlog: int = 50, interface: str = ""
+    ) -> IListeningPort:
+        """Listen on TCP C{port}, as the reactor would, reading a header first."""
+        listening: IListeningPort = self._reactor.listenTCP(
+            port, _with_header(factory), backlog, interface
+        )
+        return listening
+
+    def listenUNIX(
+        self,
+        address: str,
+        factory: IProtocolFactory,
+        backlog: int = 50,
+        mode: int = 0o666,
+        wantPID: bool = False,
+    ) -> IListeningPort:
+        """Listen on the UNIX socket C{address}, as the reactor would, reading a header first."""
+        listening: IListeningPort = self._reactor.listenUNIX(
+            address, _with_header(factory), backlog, mode, wantPID
+        )
+        return listening
+
+    def adoptStreamPort(
+        self, fileDescriptor: int, addressFamily: Any, factory: IProtocolFactory
+    ) -> IListeningPort:
+        """Serve an inherited listening socket (systemd), reading a header first."""
+        listening: IListeningPort = self._reactor.adoptStreamPort(
+            fileDescriptor, addressFamily, _with_header(factory)
+        )
+        return listening
+
+
+def _with_header(factory: IProtocolFactory) -> HalfCloseProxyProtocolFactory:
+    """Wrap C{factory} to read a header first, under the policy it (or what it wraps) sets."""
+    policy: object = factory
+    while not isinstance(policy, HeaderPolicy):
+        policy = getattr(policy, "wrappedFactory", None)
+        if policy is None:
             raise TypeError(f"{factory!r} sets no policy for PROXY headers")
-        wrapped: Any = HalfCloseProxyProtocolFactory(factory, factory)
-        return self._inner.listen(wrapped)
+    return HalfCloseProxyProtocolFactory(factory, policy)

@@ -7,11 +7,14 @@ protocol specification accepts.
 
 import re
 import socket
+import ssl
 import struct
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.adversarial.test_tls import read_until_close_notify
+from tests.certificates import make_server_files
 from tests.servers import (
     Daemon,
     assert_clean_log,
@@ -22,6 +25,7 @@ from tests.servers import (
 )
 from tests.test_metrics import scrape
 from tests.test_proxy_header import ACCEPTED, REFUSED
+from tests.test_tls import ssl_endpoint
 from twisted_caps.proxy_header import V2_SIGNATURE
 
 HOST = "127.0.0.1"
@@ -184,4 +188,35 @@ class ProxyListenerTests(SynchronousTestCase):
         wait_for(lambda: scrape(metrics)[("caps_tcp_connections_open", ())] == 0)
         refused = self.refused(metrics)
         self.assertEqual((refused["proxy-header"], refused["proxy-header-timeout"]), (1, 1))
+        assert_clean_log(self, daemon)
+
+    def test_ssl_listener_reads_the_header_before_tls(self) -> None:
+        """
+        On C{haproxy:ssl:} the header comes first, in clear, then TLS, as
+        HAProxy sends it; the idle timeout still ends the TLS session with
+        close_notify; a header sent inside TLS is not a header.
+        """
+        files = make_server_files(self.mktemp())
+        command = twistd(
+            "--tcp", f"haproxy:{ssl_endpoint(files)}", "--no-udp", "--idle-timeout", "1"
+        )
+        daemon = start_process(self, command, ("TCP",))
+        assert daemon.tcp_port
+        context = ssl.create_default_context(cafile=files.ca)
+        raw = socket.create_connection((HOST, daemon.tcp_port), timeout=10)
+        raw.sendall(V1_HEADER)
+        with context.wrap_socket(
+            raw, server_hostname="localhost", suppress_ragged_eofs=False
+        ) as client:
+            client.sendall(b"hello")
+            self.assertEqual(read_until_close_notify(client), b"HELLO")
+        raw = socket.create_connection((HOST, daemon.tcp_port), timeout=10)
+        with (
+            self.assertRaises((ssl.SSLError, OSError)),
+            context.wrap_socket(raw, server_hostname="localhost") as client,
+        ):
+            client.sendall(V1_HEADER + b"hello")
+            client.recv(10)
+        wait_for(lambda: b"192.0.2.7 closed after" in daemon.output)
+        self.assertIn(b"not a PROXY protocol header", daemon.output)
         assert_clean_log(self, daemon)
