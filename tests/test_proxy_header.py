@@ -52,7 +52,7 @@ ACCEPTED: dict[bytes, ProxyHeader] = {
     ),
     # HAProxy, when the client and server families differ.
     b"PROXY TCP6 ::ffff:192.0.2.7 2001:DB8:0:0:0:0:0:1 40000 1200\r\n": ProxyHeader(
-        IPv6Address("TCP", "::ffff:c000:207", 40000), IPv6Address("TCP", "2001:db8::1", 1200)
+        IPv4Address("TCP", "192.0.2.7", 40000), IPv6Address("TCP", "2001:db8::1", 1200)
     ),
     # HAProxy from a UNIX-socket frontend, and the long form.
     b"PROXY UNKNOWN\r\n": ProxyHeader(),
@@ -68,6 +68,9 @@ ACCEPTED: dict[bytes, ProxyHeader] = {
     ),
     v2(1, 0x12, inet("192.0.2.7", "198.51.100.1")): ProxyHeader(
         IPv4Address("UDP", "192.0.2.7", 40000), IPv4Address("UDP", "198.51.100.1", 1200)
+    ),
+    v2(1, 0x21, inet6("::ffff:192.0.2.7", "2001:db8::1")): ProxyHeader(
+        IPv4Address("TCP", "192.0.2.7", 40000), IPv6Address("TCP", "2001:db8::1", 1200)
     ),
     v2(1, 0x21, inet6("2001:db8::7", "2001:db8::1") + TLVS): ProxyHeader(
         IPv6Address("TCP", "2001:db8::7", 40000), IPv6Address("TCP", "2001:db8::1", 1200)

@@ -6,16 +6,17 @@ versions 1 and 2) at the start of a connection; no I/O.
 Every form the specification asks a receiver to accept is accepted, and
 HAProxy's own output first: C{PROXY TCP4}, C{PROXY TCP6} (also with an
 IPv4-mapped address, which HAProxy writes when the two ends' families
-differ), C{PROXY UNKNOWN} with or without the rest of the line (what HAProxy
-sends from a UNIX-socket frontend), and version 2 with the LOCAL command
-(health checks) or PROXY over AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC, with
-any TLVs, which are skipped. A header may arrive in pieces, down to a byte
-at a time.
+differ, and which is read as the IPv4 address it maps), C{PROXY UNKNOWN}
+with or without the rest of the line (what HAProxy sends from a
+UNIX-socket frontend), and version 2 with the LOCAL command (health
+checks) or PROXY over AF_INET, AF_INET6, AF_UNIX or AF_UNSPEC, with any
+TLVs, which are skipped. A header may arrive in pieces, down to a byte at
+a time.
 
 Anything else is refused with L{MalformedHeaderError} and a one-line reason, as
 the specification requires ("any sequence which does not exactly match the
 protocol must be discarded"): a version 1 line over 107 bytes or not ended
-by CRLF, an address that is not in its family's canonical form, a port
+by CRLF, an address not of its family or with leading zeros, a port
 outside 0-65535 or with a leading zero, a version 2 header with another
 version, command, family or transport, an address block too short for its
 family, or longer than L{MAX_V2_LENGTH}.
@@ -114,8 +115,8 @@ def _parse_v1(line: bytes) -> ProxyHeader:
             IPv4Address("TCP", _v1_ipv4(destination), _v1_port(destination_port)),
         )
     return ProxyHeader(
-        IPv6Address("TCP", _v1_ipv6(source), _v1_port(source_port)),
-        IPv6Address("TCP", _v1_ipv6(destination), _v1_port(destination_port)),
+        _inet6("TCP", _v1_ipv6(source), _v1_port(source_port)),
+        _inet6("TCP", _v1_ipv6(destination), _v1_port(destination_port)),
     )
 
 
@@ -126,14 +127,27 @@ def _v1_ipv4(text: bytes) -> str:
         raise MalformedHeaderError("v1: an address is not an IPv4 address") from None
 
 
-def _v1_ipv6(text: bytes) -> str:
+def _v1_ipv6(text: bytes) -> ipaddress.IPv6Address:
     try:
         address = ipaddress.IPv6Address(text.decode("ascii"))
     except ValueError:
         raise MalformedHeaderError("v1: an address is not an IPv6 address") from None
     if address.scope_id is not None:
         raise MalformedHeaderError("v1: an IPv6 address has a scope")
-    return str(address)
+    return address
+
+
+def _inet6(
+    kind: Literal["TCP", "UDP"], address: ipaddress.IPv6Address, port: int
+) -> IPv4Address | IPv6Address:
+    """
+    An IPv6 address, or the IPv4 address it maps (C{::ffff:a.b.c.d}, which
+    HAProxy writes when the two ends' families differ): one client is one
+    address to --max-per-peer and in the logs, whichever frontend it used.
+    """
+    if address.ipv4_mapped is not None:
+        return IPv4Address(kind, str(address.ipv4_mapped), port)
+    return IPv6Address(kind, str(address), port)
 
 
 def _v1_port(text: bytes) -> int:
@@ -177,8 +191,8 @@ def _parse_v2_addresses(family_and_transport: int, block: bytes) -> ProxyHeader:
     if family == _AF_INET6:
         _need(block, 36)
         return ProxyHeader(
-            IPv6Address(kind, str(ipaddress.IPv6Address(block[0:16])), _v2_port(block[32:34])),
-            IPv6Address(kind, str(ipaddress.IPv6Address(block[16:32])), _v2_port(block[34:36])),
+            _inet6(kind, ipaddress.IPv6Address(block[0:16]), _v2_port(block[32:34])),
+            _inet6(kind, ipaddress.IPv6Address(block[16:32]), _v2_port(block[34:36])),
         )
     _need(block, 216)
     return ProxyHeader(
