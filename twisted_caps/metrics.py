@@ -82,7 +82,7 @@ class CapsCollector:
         refused = family(
             CounterMetricFamily,
             "caps_tcp_connections_refused",
-            "TCP connections refused or closed before their first byte, by limit or reason.",
+            "TCP connections refused, by limit or reason (a PROXY header malformed or late).",
             "reason",
         )
         idle = family(
