@@ -17,11 +17,13 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.certificates import ServerFiles, make_server_files
 from tests.servers import Daemon, assert_clean_log, closed_within, start_process, twistd, wait_for
+from tests.test_metrics import scrape
 from tests.test_tls import ssl_endpoint
 from twisted_caps.transform import capitalize
 
 HOST = "127.0.0.1"
 KiB = 1024
+METRICS = re.compile(rb"serving metrics on 127\.0\.0\.1:(\d+)")
 
 
 def tls_client(files: ServerFiles, port: int) -> ssl.SSLSocket:
@@ -188,4 +190,31 @@ class TLSHandshakeAttackTests(SynchronousTestCase):
             client.settimeout(10)
             self.assertEqual(client.recv(64), b"STILL HERE")
         wait_for(lambda: daemon.output.count(b"closed after") >= 9)
+        assert_clean_log(self, daemon)
+
+    def test_sigterm_during_a_handshake_exits_at_once(self) -> None:
+        """
+        SIGTERM with a client halfway through its handshake: there is no
+        session to close, so the connection is closed at once, and the
+        daemon exits on the signal without waiting out --shutdown-timeout.
+        """
+        files = make_server_files(self.mktemp())
+        metrics = f"tcp:0:interface={HOST}"
+        command = twistd("--tcp", ssl_endpoint(files), "--no-udp", "--shutdown-timeout", "20")
+        daemon = start_process(self, [*command, "--metrics", metrics], ("TCP",))
+        assert daemon.tcp_port
+        wait_for(lambda: METRICS.search(daemon.output))
+        match = METRICS.search(daemon.output)
+        assert match is not None
+        hello = client_hello()
+        with socket.create_connection((HOST, daemon.tcp_port)) as client:
+            client.sendall(hello[: len(hello) // 2])
+            open_now = ("caps_tcp_connections_open", ())
+            wait_for(lambda: scrape(int(match.group(1)))[open_now] == 1)
+            started = time.monotonic()
+            daemon.process.send_signal(signal.SIGTERM)
+            closed_within(client, 10)
+            self.assertEqual(daemon.process.wait(timeout=10), -signal.SIGTERM)
+        self.assertLess(time.monotonic() - started, 10)
+        self.assertIn(b": shutdown", daemon.output)
         assert_clean_log(self, daemon)
