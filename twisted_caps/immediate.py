@@ -69,7 +69,8 @@ def unsent_bytes(transport: object) -> int | None:
     How many reply bytes are still on their way out of this host: queued in
     the Twisted transport under any wrappers (TLS, PROXY protocol), plus
     those in the kernel's send queue not yet acknowledged by the client
-    (C{SIOCOUTQ}, Linux; 0 where the kernel cannot tell). None for a
+    (C{SIOCOUTQ}, Linux; for a UNIX socket, the memory they take, which
+    shrinks as they go just the same; 0 where the kernel cannot tell). None for a
     transport that is not a file descriptor (or a Twisted without these
     attributes): no progress can be seen there.
 
