@@ -70,9 +70,9 @@ def unsent_bytes(transport: object) -> int | None:
     the Twisted transport under any wrappers (TLS, PROXY protocol), plus
     those in the kernel's send queue not yet acknowledged by the client
     (C{SIOCOUTQ}, Linux; for a UNIX socket, the memory they take, which
-    shrinks as they go just the same; 0 where the kernel cannot tell). None for a
-    transport that is not a file descriptor (or a Twisted without these
-    attributes): no progress can be seen there.
+    shrinks as they go just the same; 0 where the kernel cannot tell).
+    None for a transport that is not a file descriptor (or a Twisted
+    without these attributes): no progress can be seen there.
 
     Called once per idle-timer expiry, never per chunk. It reads
     C{FileDescriptor}'s write buffer, which Twisted does not publish (no
