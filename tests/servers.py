@@ -271,3 +271,36 @@ def metric_total(port: int, name: str, **labels: str) -> float:
         for (sample, sample_labels), value in scrape(port).items()
         if sample == name and set(labels.items()) <= set(sample_labels)
     )
+
+
+# Helpers of the adversarial suite (tests/adversarial): raw clients and log checks.
+
+
+def assert_clean_log(case: SynchronousTestCase, daemon: Daemon) -> None:
+    """Fail if the daemon logged a traceback or an unhandled error."""
+    output = daemon.output
+    for marker in (b"Traceback", b"Unhandled"):
+        case.assertNotIn(marker, output, output.decode(errors="replace"))
+
+
+def closed_within(client: socket.socket, timeout: float) -> bytes:
+    """
+    Read C{client} until the server closes it (end of stream or reset) and
+    return what came; fail if it is still open after C{timeout} seconds.
+    """
+    deadline = time.monotonic() + timeout
+    received = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"still open after {timeout}s")
+        client.settimeout(left)
+        try:
+            chunk = client.recv(65536)
+        except ConnectionResetError:
+            return received
+        except TimeoutError:
+            continue
+        if not chunk:
+            return received
+        received += chunk

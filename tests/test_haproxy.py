@@ -28,7 +28,9 @@ from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from tests.servers import require_program
+from tests.certificates import make_server_files
+from tests.servers import require_program, start_process, twistd, wait_for
+from tests.test_tls import ssl_endpoint
 from twisted_caps.client import _StreamExchange
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options
@@ -90,6 +92,34 @@ def check_statuses(stats: str) -> dict[str, str]:
     return {row["svname"]: row["check_status"] for row in rows if row["svname"].startswith("caps")}
 
 
+def run_haproxy(case: TestCase, configuration: str) -> tuple[subprocess.Popen[bytes], str]:
+    """Run HAProxy in the foreground until the test ends; return it and its output's path."""
+    haproxy = require_program("haproxy")
+    path = os.path.abspath(case.mktemp())
+    with open(path, "w") as file:
+        file.write(configuration)
+    checked = subprocess.run([haproxy, "-c", "-f", path], capture_output=True)
+    case.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+    output = path + ".log"
+    with open(output, "wb") as log:
+        process = subprocess.Popen(
+            [haproxy, "-db", "-f", path], stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+
+    def stop() -> None:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+    case.addCleanup(stop)
+    return process, output
+
+
 async def until(predicate: Callable[[], object], timeout: float = 20) -> None:
     """Let the reactor run until C{predicate} is true; fail after C{timeout} seconds."""
     deadline = time.monotonic() + timeout
@@ -120,30 +150,7 @@ class HAProxyTests(TestCase):
 
     def start_haproxy(self, configuration: str) -> tuple[subprocess.Popen[bytes], str]:
         """Run HAProxy in the foreground; return it and the path of its output."""
-        haproxy = require_program("haproxy")
-        path = os.path.abspath(self.mktemp())
-        with open(path, "w") as file:
-            file.write(configuration)
-        checked = subprocess.run([haproxy, "-c", "-f", path], capture_output=True)
-        self.assertEqual(checked.returncode, 0, checked.stdout + checked.stderr)
-        output = path + ".log"
-        with open(output, "wb") as log:
-            process = subprocess.Popen(
-                [haproxy, "-db", "-f", path], stdout=log, stderr=log, stdin=subprocess.DEVNULL
-            )
-
-        def stop() -> None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            finally:
-                if process.poll() is None:
-                    process.kill()
-                    process.wait()
-
-        self.addCleanup(stop)
-        return process, output
+        return run_haproxy(self, configuration)
 
     async def ask(self, port: int, source: str, data: bytes) -> tuple[bytes, IPv4Address]:
         """Send C{data} from address C{source}; the reply and the client's own address."""
@@ -253,3 +260,108 @@ class HAProxyTests(TestCase):
         reply, _ = await self.ask(frontend, second, b"hello")
         self.assertEqual(reply, b"HELLO")
         self.assertEqual(service.stream_factory.accepted, 2)
+
+
+def header_forms_configuration(
+    caps: int, frontends: dict[str, str], stats: str, tls: bool = False
+) -> str:
+    """
+    HAProxy with one frontend per (version, kind of frontend) in
+    C{frontends} (name to bind address: a TCP port or a UNIX socket path),
+    each sending to caps on port C{caps} with that version of the PROXY
+    protocol, over TLS if C{tls}; health checks also send a PROXY header,
+    then expect caps to answer "hello" with "HELLO".
+    """
+    server_tls = " ssl verify none check-ssl" if tls else ""
+    lines = [
+        "global",
+        f"    stats socket {stats} level user",
+        "defaults",
+        "    mode tcp",
+        "    timeout connect 5s",
+        "    timeout client 10s",
+        "    timeout server 10s",
+        "    timeout check 2s",
+    ]
+    for name, bind in frontends.items():
+        lines += [f"frontend {name}", f"    bind {bind}", f"    default_backend {name[-2:]}"]
+    for version, option in (("v1", "send-proxy"), ("v2", "send-proxy-v2")):
+        lines += [
+            f"backend {version}",
+            "    option tcp-check",
+            "    tcp-check send hello",
+            "    tcp-check expect string HELLO",
+            f"    server caps{version} {HOST}:{caps} {option}{server_tls}"
+            " check check-send-proxy inter 300ms",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+class HeaderFormTests(TestCase):
+    """
+    The installed daemon behind the real HAProxy, for every kind of
+    frontend and both versions of the PROXY protocol: TCP frontends send
+    TCP4 (v1) or PROXY AF_INET (v2); UNIX-socket frontends send
+    "PROXY UNKNOWN" (v1) or LOCAL (v2); health checks send a header too.
+    """
+
+    def test_every_frontend_and_version_is_served(self) -> None:
+        """
+        Through each frontend the client's text comes back capitalized, and
+        the PROXY health checks (v1 and v2) get their answer: no form that
+        HAProxy sends is refused (PROXY UNKNOWN used to be).
+        """
+        self.serve_through_haproxy(f"haproxy:tcp:0:interface={HOST}", tls=False)
+
+    def test_tls_to_caps_starts_after_the_header(self) -> None:
+        """
+        With C{server ... ssl send-proxy}, HAProxy sends the PROXY header
+        first, then starts TLS; a C{haproxy:ssl:} listener reads them in
+        that order (Twisted's own expects the header inside TLS).
+        """
+        files = make_server_files(self.mktemp())
+        listener = f"haproxy:{ssl_endpoint(files)}"
+        self.serve_through_haproxy(listener, tls=True)
+
+    def serve_through_haproxy(self, listener: str, tls: bool) -> None:
+        """Ask the daemon on C{listener} through every frontend of HAProxy."""
+        daemon = start_process(self, twistd("--tcp", listener, "--no-udp"), ("TCP",))
+        assert daemon.tcp_port
+        scratch = tempfile.mkdtemp(prefix="caps-haproxy-")
+        self.addCleanup(shutil.rmtree, scratch, True)
+        stats = os.path.join(scratch, "stats.sock")
+        tcp = {"tcp_v1": unused_tcp_port(), "tcp_v2": unused_tcp_port()}
+        unix = {name: os.path.join(scratch, f"{name}.sock") for name in ("unix_v1", "unix_v2")}
+        frontends = {**{name: f"{HOST}:{port}" for name, port in tcp.items()}, **unix}
+        haproxy, output = run_haproxy(
+            self, header_forms_configuration(daemon.tcp_port, frontends, stats, tls)
+        )
+
+        def checks_passed() -> bool:
+            if haproxy.poll() is not None:
+                with open(output) as log:
+                    self.fail(f"haproxy exited with status {haproxy.returncode}: {log.read()}")
+            return os.path.exists(stats) and set(check_statuses(stats).values()) == {"L7OK"}
+
+        wait_for(checks_passed)
+        for name, port in tcp.items():
+            with socket.create_connection((HOST, port), timeout=10) as client:
+                self.assertEqual(
+                    exchange(client, f"hello from {name}"), f"HELLO FROM {name.upper()}"
+                )
+        for name, path in unix.items():
+            with socket.socket(socket.AF_UNIX) as client:
+                client.settimeout(10)
+                client.connect(path)
+                self.assertEqual(
+                    exchange(client, f"hello from {name}"), f"HELLO FROM {name.upper()}"
+                )
+        self.assertNotIn(b"Traceback", daemon.output)
+        self.assertNotIn(b"refused", daemon.output)
+
+
+def exchange(client: socket.socket, text: str) -> str:
+    """Send C{text} through HAProxy, half-close, and read the whole answer."""
+    client.sendall(text.encode())
+    client.shutdown(socket.SHUT_WR)
+    return b"".join(iter(lambda: client.recv(65536), b"")).decode()

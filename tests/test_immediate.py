@@ -3,12 +3,19 @@
 import errno
 import socket
 
-from twisted.internet import tcp
+from twisted.internet import abstract, tcp
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import eventually, port_of, start_in_reactor
-from twisted_caps._twisted.immediate import datagram_sender, send_now, supports_immediate_send
+from twisted_caps._twisted.immediate import (
+    datagram_sender,
+    send_now,
+    supports_immediate_send,
+    unsent_bytes,
+)
 
 
 class FakeSocket:
@@ -104,3 +111,33 @@ class DatagramSenderTests(TestCase):
         assert sender is not None
         sender(b"DIRECT", receiver.getsockname())
         self.assertEqual(receiver.recvfrom(64)[0], b"DIRECT")
+
+
+class SocketDescriptor(abstract.FileDescriptor):
+    """A file descriptor transport over a real socket, with Twisted's write buffer."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+
+class UnsentBytesTests(SynchronousTestCase):
+    def test_counts_the_transport_buffer_and_the_kernel_queue_under_wrappers(self) -> None:
+        mine, peer = socket.socketpair()
+        self.addCleanup(mine.close)
+        self.addCleanup(peer.close)
+        descriptor = SocketDescriptor(mine)
+        descriptor.dataBuffer, descriptor.offset = b"queued", 2
+        mine.sendall(b"x" * 1000)  # in the kernel, not read by the peer yet
+        wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+        wrapper.transport = descriptor
+        # A UNIX socket's queue is counted in the memory it takes, not bytes.
+        self.assertGreaterEqual(unsent_bytes(wrapper) or 0, 4 + 1000)
+        self.assertEqual(len(peer.recv(4096)), 1000)
+        self.assertEqual(unsent_bytes(descriptor), 4)
+
+    def test_a_transport_without_a_descriptor_cannot_tell(self) -> None:
+        self.assertIsNone(unsent_bytes(StringTransport()))

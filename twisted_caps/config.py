@@ -25,21 +25,18 @@ class TcpListener:
         A C{ssl:} listener uses L{twisted_caps._twisted.tls.HalfCloseTLSTransport},
         so that a client's close_notify ends its input like a half-close; a
         C{haproxy:} listener uses L{twisted_caps._twisted.proxy_protocol}, so that the
-        protocol starts with the client's address and half-closes work.
+        protocol starts with the client's address and half-closes work (the
+        PROXY header comes first on the connection, before TLS for
+        C{haproxy:ssl:}).
 
         @raise ValueError: with a one-line explanation, for an unknown type,
             a bad argument, an unreadable file or a missing systemd socket.
         """
         if self.description.startswith("haproxy:"):
-            try:
-                from twisted_caps._twisted.proxy_protocol import ProxyProtocolEndpoint
-            except ImportError as error:
-                # A Twisted without the parsers caps builds on: its own wrapper.
-                if not (error.name or "").startswith("twisted.protocols.haproxy"):
-                    raise
-            else:
-                inner = TcpListener(self.description.removeprefix("haproxy:")).endpoint(reactor)
-                return ProxyProtocolEndpoint(inner)
+            from twisted_caps._twisted.proxy_protocol import ProxyProtocolReactor
+
+            inner = TcpListener(self.description.removeprefix("haproxy:"))
+            return inner.endpoint(ProxyProtocolReactor(reactor))
         if self.description.startswith("ssl:"):
             try:
                 from twisted_caps._twisted.tls import HalfCloseTLSReactor

@@ -12,6 +12,12 @@ MAX_PER_PEER = "max-per-peer"
 #: The process had no file descriptor left for the connection (see
 #: L{twisted_caps.accept_errors}).
 OPEN_FILES = "open-files"
+#: Behind a PROXY-protocol listener: a header that is malformed, or not
+#: complete within the header deadline.
+PROXY_HEADER = "proxy-header"
+PROXY_HEADER_TIMEOUT = "proxy-header-timeout"
+#: Every reason a connection is refused, as the metrics list them.
+REFUSALS = (MAX_CONNECTIONS, MAX_PER_PEER, OPEN_FILES, PROXY_HEADER, PROXY_HEADER_TIMEOUT)
 
 
 class ConnectionLimits:

@@ -18,7 +18,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from twisted_caps.datagram import CapsDatagramProtocol
-from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, OPEN_FILES
+from twisted_caps.limits import REFUSALS
 from twisted_caps.stream import CapsStreamFactory
 
 #: The label values of caps_udp_datagrams_total{result=...}, and the counter
@@ -31,9 +31,6 @@ DATAGRAM_RESULTS = {
     "send-error": "dropped_send_error",
 }
 
-
-#: The label values of caps_tcp_connections_refused_total{reason=...}.
-REFUSALS = (MAX_CONNECTIONS, MAX_PER_PEER, OPEN_FILES)
 
 #: A snapshot of one process's counters: plain numbers, as JSON carries them.
 Snapshot = dict[str, Any]
@@ -85,13 +82,14 @@ class CapsCollector:
         refused = family(
             CounterMetricFamily,
             "caps_tcp_connections_refused",
-            "TCP connections refused, by limit (open-files: no file descriptor was left).",
+            "TCP connections refused, by limit or reason (open-files: no file descriptor"
+            " was left; proxy-header: a PROXY header malformed or late).",
             "reason",
         )
         idle = family(
             CounterMetricFamily,
             "caps_tcp_idle_timeouts",
-            "TCP connections closed because the client sent nothing for --idle-timeout.",
+            "TCP connections closed after --idle-timeout with no input read and no reply taken.",
         )
         pauses = family(
             CounterMetricFamily,

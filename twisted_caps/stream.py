@@ -26,8 +26,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_caps._twisted.immediate import send_now, supports_immediate_send
-from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
+from twisted_caps._twisted.immediate import send_now, supports_immediate_send, unsent_bytes
+from twisted_caps.limits import REFUSALS, ConnectionLimits
 from twisted_caps.log_throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
 
@@ -37,6 +37,13 @@ IDLE_TIMEOUT = "idle timeout"
 SHUTDOWN = "shutdown"
 ANSWERED_ONCE = "answered once"
 ERROR = "error"
+
+#: The longest a connection behind a PROXY-protocol listener may take to
+#: send its header (less if --idle-timeout is shorter). HAProxy sends the
+#: header at once, in the connection's first segment; a few seconds cover a
+#: loaded network, and a connection still without one is a misconfigured
+#: sender or a slowloris holding a slot.
+HEADER_TIMEOUT = 5.0
 
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
@@ -64,6 +71,8 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self._capitalizer = StreamCapitalizer()
         self.opened_at = 0.0
         self.last_input_at = 0.0
+        self.last_output_at = 0.0
+        self._unsent: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_reason: str | None = None
@@ -77,7 +86,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             return
         self._admitted = True
         self._immediate = supports_immediate_send(self.transport)
-        self.opened_at = self.last_input_at = self.factory.clock.seconds()
+        self.opened_at = self.last_input_at = self.last_output_at = self.factory.clock.seconds()
         IConsumer(self.transport).registerProducer(self, True)
         self.setTimeout(self.factory.idle_timeout or None)
 
@@ -147,18 +156,39 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         """
-        Close the connection if it has been idle for the whole timeout.
+        Close the connection if it has made no progress for the whole
+        timeout: no byte read from the client, and no byte of reply taken
+        on its way to the client (a client that reads slowly, while its
+        connection is paused by flow control, is not idle).
 
-        Input does not reset the timer, which would cost two calls per chunk
-        received; it records the time, and the timer, when it fires early
-        because input came after it was armed, waits for the rest.
+        Neither direction resets the timer, which would cost calls per
+        chunk: input records its time, and output is seen here, when the
+        timer fires, as replies still unsent (L{unsent_bytes}) having
+        shrunk since the last firing (between firings no reply is written
+        without input, so a drop is progress; at the first firing, replies
+        still unsent count as progress). The timer then waits for the rest
+        of the timeout: a connection that stops all progress is closed
+        between one and two timeouts later.
+
+        A connection whose input has ended (a half-closed client) and whose
+        replies make no progress is aborted: the client has stopped reading
+        them, and nothing else would ever close it.
         """
         idle_timeout = self.factory.idle_timeout
-        idle = self.factory.clock.seconds() - self.last_input_at
+        now = self.factory.clock.seconds()
+        unsent = unsent_bytes(self.transport)
+        if unsent and (self._unsent is None or unsent < self._unsent):
+            self.last_output_at = now
+        self._unsent = unsent
+        idle = now - max(self.last_input_at, self.last_output_at)
         if idle < idle_timeout:
             self.setTimeout(idle_timeout - idle)
             return
         self.factory.idle_timeouts += 1
+        if self.close_reason is not None:
+            self.close_reason = IDLE_TIMEOUT
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+            return
         self.close(grace=self.factory.shutdown_timeout, reason=IDLE_TIMEOUT)
 
     def close(self, grace: float = 0.0, reason: str = CLIENT_CLOSED) -> None:
@@ -171,13 +201,16 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         half-closes instead (FIN after the queued replies), reads and drops
         input until the client closes, and aborts after C{grace} seconds.
         """
-        self.setTimeout(None)
+        if grace:
+            # The grace period bounds this close; without one, the idle timer
+            # goes on watching the replies' progress.
+            self.setTimeout(None)
         if self.close_reason is None:
             self.close_reason = reason
         # A transport with a paused producer registered never closes, so
         # unregister it before asking for the close.
         IConsumer(self.transport).unregisterProducer()
-        lose_write_connection = getattr(self.transport, "loseWriteConnection", None)
+        lose_write_connection = own_half_close(self.transport)
         if not grace or lose_write_connection is None:
             self.transport.loseConnection()
         elif not self._discarding:
@@ -204,8 +237,8 @@ class CapsStreamFactory(Factory):
 
     @ivar once: answer only the first chunk received, then close (the
         course's server behaviour, for clients that read until it closes).
-    @ivar idle_timeout: seconds without input before a connection is
-        closed; 0 for never.
+    @ivar idle_timeout: seconds without progress (no input read, no reply
+        taken by the kernel) before a connection is closed; 0 for never.
     @ivar shutdown_timeout: seconds a closing connection may take to write
         what is queued before it is aborted.
     """
@@ -233,9 +266,7 @@ class CapsStreamFactory(Factory):
         self.pauses = 0
         self.bytes_received = 0
         self.bytes_sent = 0
-        self._refusal_logs = {
-            limit: LogThrottle(clock) for limit in (MAX_CONNECTIONS, MAX_PER_PEER)
-        }
+        self._refusal_logs = {reason: LogThrottle(clock) for reason in REFUSALS}
         self._drained: Deferred[None] | None = None
 
     def buildProtocol(self, addr: IAddress | None) -> CapsStreamProtocol:
@@ -245,18 +276,47 @@ class CapsStreamFactory(Factory):
         """Admit a new connection, or count and log its refusal."""
         refusal = self.limits.admit(protocol.peer)
         if refusal is not None:
-            self.refused[refusal] = self.refused.get(refusal, 0) + 1
-            self._refusal_logs[refusal].warn(
-                self.log,
-                "caps: refused a connection from {peer}: {limit} reached"
-                " ({suppressed} more refusals not logged)",
-                peer=protocol.peer or "local",
-                limit=refusal,
-            )
+            self._refused(refusal, f"{refusal} reached", protocol.peer or "local")
             return False
         self.accepted += 1
         self.connections.add(protocol)
         return True
+
+    @property
+    def header_timeout(self) -> float:
+        """Seconds a PROXY-protocol connection has to send its header (L{HEADER_TIMEOUT})."""
+        return min(self.idle_timeout or HEADER_TIMEOUT, HEADER_TIMEOUT)
+
+    def admit_pending(self, peer: IAddress) -> bool:
+        """
+        Take a slot of --max-connections for a connection whose PROXY header
+        has not come yet (its client, and so --max-per-peer, is not known
+        yet), or count and log its refusal.
+        """
+        refusal = self.limits.admit(None)
+        if refusal is not None:
+            self._refused(refusal, f"{refusal} reached", peer_host(peer) or "local")
+            return False
+        return True
+
+    def release_pending(self) -> None:
+        """Give back the slot of a connection whose header is read or refused."""
+        self.limits.release(None)
+
+    def refuse_header(self, reason: str, detail: str, peer: IAddress) -> None:
+        """Count and log a connection closed for its PROXY header."""
+        self._refused(reason, detail, peer_host(peer) or "local")
+
+    def _refused(self, reason: str, detail: str, peer: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self._refusal_logs[reason].warn(
+            self.log,
+            "caps: refused a connection from {peer}: {detail}"
+            " ({suppressed} more refusals not logged)",
+            peer=peer,
+            detail=detail,
+            limit=reason,
+        )
 
     def release(self, protocol: CapsStreamProtocol) -> None:
         """Forget a closed connection that L{admit} let in, and log its close."""
@@ -286,6 +346,23 @@ class CapsStreamFactory(Factory):
         for protocol in list(self.connections):
             protocol.close(grace=self.shutdown_timeout, reason=SHUTDOWN)
         return self._drained
+
+
+def own_half_close(transport: object) -> Callable[[], None] | None:
+    """
+    The transport's own C{loseWriteConnection}, or None if its class has none.
+
+    It is looked up on the class, not the instance: a wrapping transport
+    (TLS, PROXY protocol) passes names it does not define to the transport
+    it wraps, through C{__getattr__}, and the inner transport's half-close
+    would end the stream under the wrapper (a TCP FIN under a TLS session,
+    with no close_notify). A transport without its own half-close is closed
+    whole instead.
+    """
+    if getattr(type(transport), "loseWriteConnection", None) is None:
+        return None
+    half_close: Callable[[], None] = transport.loseWriteConnection  # type: ignore[attr-defined]
+    return half_close
 
 
 def peer_host(address: Any) -> str | None:

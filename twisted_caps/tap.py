@@ -69,7 +69,13 @@ class Options(usage.Options):
         ["interface", "i", "", "IP address (default: every IPv4 address; :: for IPv6)."],
         ["max-connections", None, "20000", "Open TCP connections in all (0: no limit)."],
         ["max-per-peer", None, "1000", "Open TCP connections per client address (0: no limit)."],
-        ["idle-timeout", None, "300", "Close a TCP client silent this many seconds (0: never)."],
+        [
+            "idle-timeout",
+            None,
+            "300",
+            "Close a TCP connection with no progress (no input, no reply taken) for"
+            " this many seconds (0: never).",
+        ],
         ["udp-rate", None, "5000", "UDP replies a second per source address (0: no limit)."],
         ["shutdown-timeout", None, "5", "Seconds to write queued replies on shutdown."],
         ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint (off)."],

@@ -2,14 +2,17 @@
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from twisted_caps import stream
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
-from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol
+from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol, own_half_close
 
 
 def connect(once: bool = False) -> tuple[CapsStreamProtocol, StringTransport]:
@@ -159,6 +162,44 @@ class IdleTimeoutTests(SynchronousTestCase):
         self.assertEqual(clock.getDelayedCalls(), [])
 
 
+class OutputProgressTests(SynchronousTestCase):
+    """The idle timer counts replies taken by the kernel as progress."""
+
+    def setUp(self) -> None:
+        self.unsent: int | None = 0
+        self.patch(stream, "unsent_bytes", lambda transport: self.unsent)
+        self.clock = Clock()
+        self.factory = CapsStreamFactory(self.clock, idle_timeout=10, shutdown_timeout=2)
+
+    def test_draining_replies_keep_a_silent_client_open(self) -> None:
+        protocol, transport = connect_from(self.factory, "10.0.0.1")
+        for unsent in (900, 800, 100):  # the client reads, slowly
+            self.unsent = unsent
+            self.clock.advance(10)
+            self.assertFalse(transport.disconnecting)
+        self.clock.advance(10)  # it stopped reading: no progress since the last look
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(protocol.close_reason, "idle timeout")
+
+    def test_half_closed_client_that_stops_reading_is_aborted(self) -> None:
+        protocol, transport = connect_from(self.factory, "10.0.0.1")
+        protocol.dataReceived(b"x" * 1000)
+        protocol.readConnectionLost()
+        self.assertTrue(transport.disconnecting)
+        self.unsent = 500
+        self.clock.advance(10)  # first look: replies pending count as progress
+        self.assertFalse(transport.disconnected)
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnected)
+        self.assertEqual((protocol.close_reason, self.factory.idle_timeouts), ("idle timeout", 1))
+
+    def test_transport_that_cannot_tell_counts_only_input(self) -> None:
+        self.unsent = None
+        _, transport = connect_from(self.factory, "10.0.0.1")
+        self.clock.advance(10)
+        self.assertTrue(transport.disconnecting)
+
+
 class CloseAllTests(SynchronousTestCase):
     def test_close_all_writes_queued_replies_then_fires_when_all_are_gone(self) -> None:
         clock = Clock()
@@ -187,3 +228,27 @@ class CloseAllTests(SynchronousTestCase):
 
     def test_close_all_with_no_connections_fires_at_once(self) -> None:
         self.successResultOf(CapsStreamFactory(Clock()).close_all())
+
+
+class HalfCloseableTransport(StringTransport):
+    """A transport with a half-close of its own, as TCP's."""
+
+    write_closed = False
+
+    def loseWriteConnection(self) -> None:
+        self.write_closed = True
+
+
+class OwnHalfCloseTests(SynchronousTestCase):
+    def test_a_wrapper_does_not_lend_the_inner_half_close(self) -> None:
+        # ProtocolWrapper passes unknown names to the transport it wraps; that
+        # half-close would end the stream under the wrapper (TLS: a bare FIN).
+        inner = HalfCloseableTransport()
+        wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+        wrapper.makeConnection(inner)
+        self.assertTrue(callable(wrapper.loseWriteConnection))
+        self.assertIsNone(own_half_close(wrapper))
+        half_close = own_half_close(inner)
+        assert half_close is not None
+        half_close()
+        self.assertTrue(inner.write_closed)

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_immediate -*-
 """
 Send on a TCP transport at once when nothing is queued, as asyncio does;
-send UDP replies without re-checking the address the kernel gave.
+send UDP replies without re-checking the address the kernel gave; measure
+the replies a connection has not sent yet (its idle timer's view of output).
 
 Twisted's C{transport.write} always buffers: the bytes go out on the next
 reactor iteration, after one C{epoll_ctl} to watch for writability and
@@ -18,10 +19,13 @@ propose upstream: C{FileDescriptor.write} could try C{writeSomeData} when
 its buffer is empty.
 """
 
+import fcntl
+import struct
+import termios
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import tcp, udp
+from twisted.internet import abstract, tcp, udp
 
 #: The transport's private parts L{send_now} reads.
 _USED = ("socket", "dataBuffer", "offset", "_tempDataLen", "_writeDisconnecting")
@@ -58,6 +62,43 @@ def send_now(transport: Any, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
+
+
+def unsent_bytes(transport: object) -> int | None:
+    """
+    How many reply bytes are still on their way out of this host: queued in
+    the Twisted transport under any wrappers (TLS, PROXY protocol), plus
+    those in the kernel's send queue not yet acknowledged by the client
+    (C{SIOCOUTQ}, Linux; for a UNIX socket, the memory they take, which
+    shrinks as they go just the same; 0 where the kernel cannot tell).
+    None for a transport that is not a file descriptor (or a Twisted
+    without these attributes): no progress can be seen there.
+
+    Called once per idle-timer expiry, never per chunk. It reads
+    C{FileDescriptor}'s write buffer, which Twisted does not publish (no
+    Twisted ticket yet; the change to propose: a transport method for the
+    bytes it has queued, as WebSocket's C{bufferedAmount}).
+    """
+    while not isinstance(transport, abstract.FileDescriptor):
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return None
+    queued: bytes | None = getattr(transport, "dataBuffer", None)
+    offset: int | None = getattr(transport, "offset", None)
+    temporary: int | None = getattr(transport, "_tempDataLen", None)
+    if queued is None or offset is None or temporary is None:
+        return None
+    return len(queued) - offset + temporary + _kernel_unsent(transport)
+
+
+def _kernel_unsent(transport: abstract.FileDescriptor) -> int:
+    """The bytes in the socket's send queue (sent but unacknowledged, or unsent)."""
+    try:
+        answer = fcntl.ioctl(transport.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):  # not a socket, closed, or no such request here
+        return 0
+    unsent: int = struct.unpack("i", answer)[0]
+    return unsent
 
 
 def datagram_sender(transport: object) -> Callable[[bytes, tuple[str, int]], object] | None:

@@ -15,7 +15,12 @@ the close_notify alert; Twisted's TLS server transport has two gaps there:
     before close_notify are still in that buffer and are dropped, so a
     client that sends its text and close_notify together gets no reply.
 
-L{HalfCloseTLSTransport} fixes both; L{HalfCloseTLSReactor} makes
+And it has no half-close of its own: C{loseWriteConnection}, looked up on
+it, is the TCP transport's (through C{ProtocolWrapper.__getattr__}), which
+sends a bare FIN under the TLS session, with no close_notify, and leaves
+the TLS layer reading a connection it thinks is still open.
+
+L{HalfCloseTLSTransport} fixes all three; L{HalfCloseTLSReactor} makes
 C{ssl:} endpoint strings use it.
 """
 
@@ -36,9 +41,41 @@ class HalfCloseTLSTransport(BufferingTLSTransport):
     The protocol is expected to finish (write, then C{loseConnection}) from
     C{readConnectionLost}: the TLS session ends right after, as TLS before
     1.3 requires.
+
+    L{loseWriteConnection} is the TLS form of a half-close, for a server
+    that ends a connection gracefully (idle timeout, shutdown): every reply
+    written, then close_notify, while the client's input is still read.
     """
 
     _input_ended = False
+
+    def loseWriteConnection(self) -> None:
+        """
+        Send every reply written so far, then close_notify; keep reading,
+        so the client's input still reaches the protocol, until the client
+        answers with its own close_notify or closes the TCP connection.
+
+        Before the handshake is complete there is no session to end, and a
+        reply that OpenSSL could not take yet (a renegotiation under way)
+        must go out before close_notify: both are left to
+        C{loseConnection}, which aborts or closes once the replies are out.
+        """
+        if self.disconnecting or self._lostTLSConnection:
+            return
+        self._aggregator.flush()
+        if not self._handshakeDone or self._appSendBuffer:
+            self.loseConnection()
+            return
+        # Writes after this are dropped, as on a TCP transport after its
+        # half-close; the TCP connection closes when the client's
+        # close_notify completes the TLS shutdown (see _shutdownTLS).
+        self.disconnecting = True
+        try:
+            self._tlsConnection.shutdown()
+        except SSL.Error:
+            self.abortConnection()
+            return
+        self._flushSendBIO()
 
     def _shutdownTLS(self) -> None:
         peer_closed = self._tlsConnection.get_shutdown() & SSL.RECEIVED_SHUTDOWN

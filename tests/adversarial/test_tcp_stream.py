@@ -1,0 +1,124 @@
+"""
+Attacks on the TCP byte stream of the installed daemon, through real
+sockets: slow readers, readers that stop, and clients that half-close and
+then stop reading. Idle means no progress in either direction.
+"""
+
+import re
+import socket
+import threading
+import time
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.servers import (
+    Daemon,
+    assert_clean_log,
+    closed_within,
+    start_process,
+    twistd,
+    wait_for,
+)
+from twisted_caps.transform import capitalize
+
+HOST = "127.0.0.1"
+KiB = 1024
+MiB = 1024 * KiB
+#: Four MiB of text whose capitals are almost twice as long (ΐ, 2 bytes, is
+#: 6 bytes in capitals), so the replies back up into the server's buffers.
+UPLOAD = "ΐΐ abcd".encode() * (4 * MiB // 9)
+
+
+def small_buffered_client(port: int) -> socket.socket:
+    """
+    A client with small socket buffers, so the server's replies back up
+    into the server (and flow control pauses it) instead of the client's
+    kernel taking them all.
+    """
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KiB)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * KiB)
+    client.connect((HOST, port))
+    return client
+
+
+class Upload(threading.Thread):
+    """Send C{data} on C{client}, then half-close; keep any error."""
+
+    def __init__(self, client: socket.socket, data: bytes) -> None:
+        super().__init__(daemon=True)
+        self.client, self.data = client, data
+        self.error: OSError | None = None
+
+    def run(self) -> None:
+        try:
+            self.client.sendall(self.data)
+            self.client.shutdown(socket.SHUT_WR)
+        except OSError as error:
+            self.error = error
+
+
+def close_durations(daemon: Daemon) -> list[tuple[float, bytes]]:
+    """Each closed connection's duration and reason, from the daemon's close lines."""
+    return [
+        (float(seconds), reason)
+        for seconds, reason in re.findall(
+            rb"closed after ([0-9.]+)s, .*: ([a-z ]+)\n", daemon.output
+        )
+    ]
+
+
+class SlowReaderTests(SynchronousTestCase):
+    def serve(self, *argv: str) -> Daemon:
+        daemon = start_process(self, twistd("-i", HOST, "-p", "0", "--no-udp", *argv), ("TCP",))
+        assert daemon.tcp_port
+        return daemon
+
+    def test_slow_steady_reader_gets_every_byte(self) -> None:
+        """
+        A client that uploads 4 MiB, half-closes, then reads 64 KiB every
+        50 ms is never idle (its replies are progressing), though the
+        server, paused by flow control, reads nothing from it for longer
+        than --idle-timeout: it gets every byte of the answer (7.6 MiB), in
+        order, and the server logs a client close, not an idle timeout.
+        """
+        daemon = self.serve("--idle-timeout", "1")
+        assert daemon.tcp_port
+        expected = capitalize(UPLOAD)
+        with socket.create_connection((HOST, daemon.tcp_port)) as client:
+            upload = Upload(client, UPLOAD)
+            upload.start()
+            upload.join(10)
+            client.settimeout(10)
+            received = bytearray()
+            deadline = time.monotonic() + 60
+            while chunk := client.recv(64 * KiB):
+                received += chunk
+                self.assertLess(time.monotonic(), deadline, "took too long")
+                time.sleep(0.05)
+        self.assertIsNone(upload.error)
+        self.assertEqual(len(received), len(expected))
+        self.assertEqual(bytes(received), expected)
+        wait_for(lambda: close_durations(daemon))
+        self.assertEqual([reason for _, reason in close_durations(daemon)], [b"client closed"])
+        assert_clean_log(self, daemon)
+
+    def test_reader_that_stops_is_closed_after_timeout_and_grace(self) -> None:
+        """
+        A client that uploads and never reads makes no progress: it is
+        closed after --idle-timeout (one to two of them, as the timer sees
+        output progress when it fires), then --shutdown-timeout of grace.
+        """
+        daemon = self.serve("--idle-timeout", "1", "--shutdown-timeout", "1")
+        assert daemon.tcp_port
+        with small_buffered_client(daemon.tcp_port) as client:
+            upload = Upload(client, UPLOAD)
+            upload.start()
+            wait_for(lambda: close_durations(daemon), timeout=15)
+            closed_within(client, 10)  # what it did not read is lost, then the reset
+            upload.join(10)
+        [(duration, reason)] = close_durations(daemon)
+        self.assertEqual(reason, b"idle timeout")
+        self.assertLess(2 - 0.1, duration)
+        self.assertLess(duration, 2 * 1 + 1 + 3)  # two timeouts, the grace, slack
+        assert_clean_log(self, daemon)
