@@ -221,7 +221,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     if options.config.workers > 1:
-        from twisted_caps.workers import WorkersService
+        from twisted_caps.supervisor import WorkersService
 
         return WorkersService(options.config, reactor)
     return CapsService(options.config, reactor, fast_dispatch=True)

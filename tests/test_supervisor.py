@@ -1,15 +1,13 @@
 """
-Tests for L{twisted_caps.workers} and L{twisted_caps.worker}: C{--workers N}
-as separate processes, supervised by the twistd process.
+Tests for L{twisted_caps.supervisor}: C{--workers N} as separate
+processes, supervised by the twistd process.
 """
 
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -17,11 +15,8 @@ from tests.servers import Daemon, start_process, twistd, wait_for
 from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 from tests.test_metrics import scrape
 from tests.test_tap import assert_one_line_usage_error
-from twisted_caps.config import CapsConfig, TcpListener, UdpListener
-from twisted_caps.service import InheritedSocket
+from twisted_caps.supervisor import WorkersService
 from twisted_caps.tap import Options, makeService
-from twisted_caps.worker import decode_spec, encode_spec
-from twisted_caps.workers import WorkersService
 
 WORKERS = ("--workers", "2", "-i", HOST, "-p", "0")
 STARTED = re.compile(rb"caps: worker (\d+) started, pid (\d+)")
@@ -75,13 +70,6 @@ def exchange_concurrently(port: int, count: int) -> None:
     finally:
         for client in clients:
             client.close()
-
-
-def stop_popen(process: "subprocess.Popen[bytes]") -> None:
-    """Kill C{process} if it still runs, and reap it."""
-    if process.poll() is None:
-        process.kill()
-    process.wait()
 
 
 METRICS = re.compile(rb"serving metrics on 127\.0\.0\.1:(\d+)")
@@ -164,74 +152,6 @@ class WorkerProcessTests(TestCase):
         daemon, workers = start_workers(self)
         daemon.stop(signal.SIGKILL)
         wait_for(lambda: all(exited(pid) for pid in workers.values()))
-
-
-class WorkerEntryPointTests(TestCase):
-    def test_worker_serves_an_inherited_socket_until_stdin_ends(self) -> None:
-        """
-        Without the parent-death signal (the spec names this test as the
-        parent, which lives on), end of input on stdin alone stops the worker.
-        """
-        listening = socket.socket()
-        self.addCleanup(listening.close)
-        listening.bind((HOST, 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        config = CapsConfig(tcp=(), udp=(), shutdown_timeout=1)
-        inherited = (InheritedSocket("TCP", listening.fileno(), socket.AF_INET),)
-        spec = encode_spec(config, inherited, os.getpid())
-        log_path = self.mktemp()
-        with open(log_path, "wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "twisted_caps.worker", spec],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=log,
-                pass_fds=(listening.fileno(),),
-            )
-        self.addCleanup(stop_popen, worker)
-        listening.close()
-        self.assertEqual(course_tcp_client(port, b"inherited"), b"INHERITED")
-        assert worker.stdin is not None
-        worker.stdin.close()
-        self.assertEqual(worker.wait(timeout=20), 0)
-        with open(log_path, "rb") as log:
-            self.assertIn(f"serving TCP on {HOST}:{port}".encode(), log.read())
-
-
-class SpecTests(SynchronousTestCase):
-    def test_spec_round_trips_settings_and_sockets(self) -> None:
-        config = CapsConfig(
-            tcp=(TcpListener("tcp:0"),),
-            udp=(UdpListener("", 0),),
-            once=True,
-            max_connections=0,
-            max_per_peer=7,
-            idle_timeout=3.5,
-            udp_rate=9,
-            shutdown_timeout=2,
-            workers=2,
-        )
-        sockets = (InheritedSocket("TCP", 3, socket.AF_INET6), InheritedSocket("UDP", 4, 2))
-        decoded, decoded_sockets, parent, reports = decode_spec(encode_spec(config, sockets, 42))
-        self.assertEqual(
-            decoded,
-            CapsConfig(
-                tcp=(),
-                udp=(),
-                once=True,
-                max_per_peer=7,
-                idle_timeout=3.5,
-                udp_rate=9,
-                shutdown_timeout=2,
-            ),
-        )
-        self.assertEqual((decoded_sockets, parent, reports), (sockets, 42, False))
-
-    def test_max_connections_is_shared_out_among_workers(self) -> None:
-        config = CapsConfig(tcp=(), udp=(), max_connections=1001, workers=4)
-        spec = json.loads(encode_spec(config, (), 1))
-        self.assertEqual(spec["config"]["max_connections"], 251)
 
 
 class WorkersOptionsTests(SynchronousTestCase):

@@ -1,10 +1,10 @@
-# -*- test-case-name: tests.test_workers -*-
+# -*- test-case-name: tests.test_supervisor -*-
 """
 C{--workers N}: N processes serving the same TCP and UDP sockets, supervised.
 
 The parent (the twistd process) opens every listener once, in
 C{privilegedStartService} so C{--uid} still works, stops reading from them,
-and passes the sockets to each worker (L{twisted_caps.worker}) as inherited
+and passes the sockets to each worker (L{twisted_caps.worker_process}) as inherited
 descriptors, which the worker adopts (L{twisted_caps.shared_accept}, which
 accepts one connection per wake-up so that a burst is shared out, and
 C{adoptDatagramPort}). Why one shared socket rather than C{SO_REUSEPORT}:
@@ -48,7 +48,7 @@ from twisted.python.failure import Failure
 from twisted_caps.config import CapsConfig
 from twisted_caps.metrics import Snapshot, metrics_site
 from twisted_caps.service import CapsService, InheritedSocket
-from twisted_caps.worker import COUNTERS_PREFIX, encode_spec
+from twisted_caps.worker_process import COUNTERS_PREFIX, encode_spec
 
 #: The first descriptor number of the inherited sockets in a worker.
 FIRST_INHERITED_FD = 3
@@ -156,7 +156,7 @@ class WorkersService(Service):
         child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         for i, inherited in enumerate(self._sockets):
             child_fds[FIRST_INHERITED_FD + i] = inherited.fd
-        argv = [sys.executable, "-m", "twisted_caps.worker"]
+        argv = [sys.executable, "-m", "twisted_caps.worker_process"]
         argv.append(encode_spec(self.config, spec_sockets, os.getpid()))
         protocol = WorkerProtocol(self, index)
         self._started_at[index] = self._reactor.seconds()

@@ -1,7 +1,7 @@
-# -*- test-case-name: tests.test_workers -*-
+# -*- test-case-name: tests.test_worker_process -*-
 """
-One worker of C{twistd caps --workers N}: C{python -m twisted_caps.worker
-SPEC}, started by L{twisted_caps.workers.WorkersService}, never by hand.
+One worker of C{twistd caps --workers N}: C{python -m twisted_caps.worker_process
+SPEC}, started by L{twisted_caps.supervisor.WorkersService}, never by hand.
 
 SPEC is JSON: the parent's pid, the service settings, and the listening
 sockets inherited as descriptors. The worker adopts them, logs plain lines
