@@ -162,13 +162,13 @@ class WorkersOptionsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions([])
         self.assertEqual(options.config.workers, 1)
-        self.assertNotIsInstance(makeService(options), WorkersService)
+        self.assertNotIsInstance(makeService(options).serving, WorkersService)
 
     def test_several_workers_are_supervised(self) -> None:
         options = Options()
         options.parseOptions(["--workers", "3", "--tcp", "unix:caps.sock"])
         self.assertEqual(options.config.workers, 3)
-        self.assertIsInstance(makeService(options), WorkersService)
+        self.assertIsInstance(makeService(options).serving, WorkersService)
 
     def test_workers_must_be_a_count_of_one_or_more(self) -> None:
         for text in ("0", "abc", "-1", ""):

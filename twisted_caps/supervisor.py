@@ -28,6 +28,14 @@ relayed into the parent's log as C{caps worker PID: LINE}. On stop the
 parent closes its copies of the sockets, sends SIGTERM to every worker,
 each of which closes its connections gracefully, and waits for all of them
 (SIGKILL after C{--shutdown-timeout} plus a grace period).
+
+A reload (L{WorkersService.reload}, on SIGHUP) replaces the workers one at
+a time, each by a worker started afresh, so running the code installed now:
+the new worker is started, and once it says it serves (L{READY}), the old
+one is retired (L{RETIRE}: it stops accepting, finishes its connections,
+exits). The listening sockets never close, so no connection is refused; a
+new worker that exits or is not serving within L{READY_TIMEOUT} seconds
+ends the reload, and the old workers keep serving.
 """
 
 import contextlib
@@ -38,7 +46,7 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
@@ -48,7 +56,7 @@ from twisted.python.failure import Failure
 from twisted_caps.config import CapsConfig
 from twisted_caps.metrics import Snapshot, metrics_site
 from twisted_caps.service import CapsService, InheritedSocket
-from twisted_caps.worker_process import COUNTERS_PREFIX, encode_spec
+from twisted_caps.worker_process import COUNTERS_PREFIX, READY, RETIRE, encode_spec
 
 #: The first descriptor number of the inherited sockets in a worker.
 FIRST_INHERITED_FD = 3
@@ -58,6 +66,8 @@ MAX_RESTART_DELAY = 60.0
 MIN_UPTIME = 1.0
 #: Seconds beyond --shutdown-timeout a worker gets to exit before SIGKILL.
 KILL_GRACE = 5.0
+#: Seconds a worker started by a reload may take to serve before the reload gives up.
+READY_TIMEOUT = 30.0
 
 
 class WorkerProtocol(ProcessProtocol):
@@ -71,6 +81,8 @@ class WorkerProtocol(ProcessProtocol):
         self.pid = 0
         self.ended: Deferred[None] = Deferred()
         self.counters: Snapshot | None = None
+        #: Fires True once the worker serves, False if it exits before.
+        self.serving: Deferred[bool] = Deferred()
         self._buffers = {1: b"", 2: b""}
 
     def connectionMade(self) -> None:
@@ -87,6 +99,8 @@ class WorkerProtocol(ProcessProtocol):
         if line.startswith(COUNTERS_PREFIX):
             self.counters = json.loads(line[len(COUNTERS_PREFIX) :])
             return
+        if line == READY and not self.serving.called:
+            self.serving.callback(True)
         self.log.info(
             "caps worker {pid}: {line}", pid=self.pid, line=line.decode("utf-8", "replace")
         )
@@ -96,6 +110,8 @@ class WorkerProtocol(ProcessProtocol):
             if rest:
                 self._relay(rest)
             self._buffers[fd] = b""
+        if not self.serving.called:
+            self.serving.callback(False)
         self.supervisor.worker_ended(self, reason)
         self.ended.callback(None)
 
@@ -111,6 +127,9 @@ class WorkersService(Service):
         self.listeners = CapsService(replace(config, metrics=None), reactor)
         self.metrics_port: IListeningPort | None = None
         self.workers: dict[int, WorkerProtocol] = {}
+        #: Workers a reload replaced, finishing their connections.
+        self.retiring: set[WorkerProtocol] = set()
+        self._reloading: Deferred[None] | None = None
         self._sockets: tuple[InheritedSocket, ...] = ()
         self._started_at: dict[int, float] = {}
         self._delays: dict[int, float] = {}
@@ -146,7 +165,7 @@ class WorkersService(Service):
             if protocol.counters is not None
         ]
 
-    def start_worker(self, index: int) -> None:
+    def start_worker(self, index: int) -> WorkerProtocol:
         """Spawn worker C{index}, handing it the listening sockets."""
         self._restarts.pop(index, None)
         spec_sockets = tuple(
@@ -165,12 +184,21 @@ class WorkersService(Service):
         )
         self.workers[index] = protocol
         self.log.info("caps: worker {index} started, pid {pid}", index=index, pid=protocol.pid)
+        return protocol
 
     def worker_ended(self, protocol: WorkerProtocol, reason: Failure) -> None:
         """Forget an exited worker and, while running, start it again with back-off."""
         index = protocol.index
-        if self.workers.get(index) is protocol:
-            del self.workers[index]
+        if self.workers.get(index) is not protocol:
+            self.retiring.discard(protocol)
+            self.log.info(
+                "caps: worker {index} (pid {pid}) exited after its replacement: {reason}",
+                index=index,
+                pid=protocol.pid,
+                reason=reason.getErrorMessage(),
+            )
+            return
+        del self.workers[index]
         if not self.running:
             return
         if self._reactor.seconds() - self._started_at[index] < MIN_UPTIME:
@@ -188,6 +216,62 @@ class WorkersService(Service):
         )
         self._restarts[index] = self._reactor.callLater(delay, self.start_worker, index)
 
+    def reload(self) -> None:
+        """Replace every worker, one at a time, by a freshly started one."""
+        if self._reloading is not None:
+            self.log.info("caps: a reload is already under way: ignored")
+            return
+        self._reloading = Deferred.fromCoroutine(self._replace_workers())
+        self._reloading.addBoth(self._reloaded)
+
+    def _reloaded(self, result: object) -> None:
+        self._reloading = None
+
+    async def _replace_workers(self) -> None:
+        for index in sorted(self.workers):
+            if not self.running:
+                return
+            old = self.workers[index]
+            new = self.start_worker(index)
+            serving = new.serving.addTimeout(READY_TIMEOUT, self._reactor)
+            try:
+                ready = await serving
+            except TimeoutError:
+                ready = False
+            if not self.running:
+                return
+            if not ready:
+                self._keep(old, new)
+                return
+            self._retire(old)
+        self.log.info("caps: reload done: {count} workers replaced", count=len(self.workers))
+
+    def _keep(self, old: WorkerProtocol, new: WorkerProtocol) -> None:
+        """A new worker did not serve: the old one stays, and the reload stops here."""
+        restart = self._restarts.pop(old.index, None)
+        if restart is not None:
+            restart.cancel()
+        self.workers[old.index] = old
+        self._signal(new.transport, "KILL")
+        self.log.warn(
+            "caps: reload stopped: the new worker {index} (pid {pid}) did not serve"
+            " within {timeout}s; the old workers keep serving",
+            index=new.index,
+            pid=new.pid,
+            timeout=READY_TIMEOUT,
+        )
+
+    def _retire(self, old: WorkerProtocol) -> None:
+        """Ask a replaced worker to finish its connections and exit; SIGKILL it if it lingers."""
+        self.retiring.add(old)
+        if old.transport is not None:
+            old.transport.write(RETIRE)
+        self._kill_if_lingering(old, 2 * self.config.shutdown_timeout + KILL_GRACE)
+
+    def _kill_if_lingering(self, protocol: WorkerProtocol, delay: float) -> None:
+        kill = self._reactor.callLater(delay, self._signal, protocol.transport, "KILL")
+        protocol.ended.addCallback(_cancel, kill)
+
     def stopService(self) -> Deferred[Any]:
         """Close the parent's sockets, SIGTERM every worker and wait for all to exit."""
         super().stopService()
@@ -195,14 +279,11 @@ class WorkersService(Service):
             restart.cancel()
         self._restarts.clear()
         stopped = self.listeners.stopService()
-        ended = [protocol.ended for protocol in self.workers.values()]
-        for protocol in self.workers.values():
+        everyone = [*self.workers.values(), *self.retiring]
+        for protocol in everyone:
             self._signal(protocol.transport, "TERM")
-            kill = self._reactor.callLater(
-                self.config.shutdown_timeout + KILL_GRACE, self._signal, protocol.transport, "KILL"
-            )
-            protocol.ended.addCallback(_cancel, kill)
-        return DeferredList([stopped, *ended], consumeErrors=True)
+            self._kill_if_lingering(protocol, self.config.shutdown_timeout + KILL_GRACE)
+        return DeferredList([stopped, *(p.ended for p in everyone)], consumeErrors=True)
 
     @staticmethod
     def _signal(process: IProcessTransport | None, name: str) -> None:

@@ -5,13 +5,14 @@ The C{caps} command of C{twistd} and C{twist}: options in, service out.
 
 from collections.abc import Sequence
 
-from twisted.application.service import IService
 from twisted.internet import endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.daemon import CapsDaemon, HostSettings
 from twisted_caps.service import CapsService
+from twisted_caps.supervisor import WorkersService
 
 DEFAULT_PORT = 1200
 #: Pending connections the kernel may queue: Twisted's default of 50 drops
@@ -216,12 +217,20 @@ def parse_udp_listener(address: str) -> UdpListener:
     return UdpListener(interface, parse_port(port, f"--udp {address}"))
 
 
-def makeService(options: Options) -> IService:
-    """Build the capitalization service from parsed options."""
+def makeService(options: Options) -> CapsDaemon:
+    """
+    Build the capitalization service from parsed options. Run by twistd or
+    twist (options with a C{parent}), it handles the operator's signals
+    from now on, so that one arriving during start-up is not fatal.
+    """
     from twisted.internet import reactor
 
+    serving: CapsService | WorkersService
     if options.config.workers > 1:
-        from twisted_caps.supervisor import WorkersService
-
-        return WorkersService(options.config, reactor)
-    return CapsService(options.config, reactor, fast_dispatch=True)
+        serving = WorkersService(options.config, reactor)
+    else:
+        serving = CapsService(options.config, reactor, fast_dispatch=True)
+    daemon = CapsDaemon(serving, reactor, HostSettings.from_command(options.parent))
+    if options.parent is not None:
+        daemon.signals.install()
+    return daemon
