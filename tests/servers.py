@@ -192,3 +192,68 @@ def start_process(
 def twistd(*argv: str) -> list[str]:
     """The command line of the twistd next to this Python, in the foreground."""
     return [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "caps", *argv]
+
+
+# Daemonized twistd, for the tests of signals, reload, logs and pidfiles.
+
+
+@dataclass
+class DaemonizedTwistd:
+    """A C{twistd caps} that daemonized itself, known by its pidfile and log file."""
+
+    pid: int
+    pidfile: str
+    logfile: str
+    ports: dict[str, int]
+
+    @property
+    def log(self) -> bytes:
+        """The log file's content (the current file, after any rotation)."""
+        with open(self.logfile, "rb") as log:
+            return log.read()
+
+
+def alive(pid: int) -> bool:
+    """Whether process C{pid} exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def start_daemonized(
+    case: SynchronousTestCase,
+    *argv: str,
+    directory: str | None = None,
+    twistd_options: tuple[str, ...] = (),
+    expect: tuple[str, ...] = ("TCP", "UDP"),
+) -> DaemonizedTwistd:
+    """
+    Run C{twistd --pidfile DIR/caps.pid --logfile DIR/caps.log caps ARGV},
+    which daemonizes; wait until it serves; SIGKILL it at cleanup if alive.
+    """
+    directory = os.path.abspath(directory or case.mktemp())
+    os.makedirs(directory, exist_ok=True)
+    pidfile, logfile = os.path.join(directory, "caps.pid"), os.path.join(directory, "caps.log")
+    command = [os.path.join(BIN, "twistd"), "--pidfile", pidfile, "--logfile", logfile]
+    done = subprocess.run(
+        [*command, *twistd_options, "caps", *argv],
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    case.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+    wait_for(lambda: os.path.exists(pidfile))
+    with open(pidfile) as f:
+        pid = int(f.read())
+
+    def kill() -> None:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    case.addCleanup(kill)
+    started = DaemonizedTwistd(pid, pidfile, logfile, {})
+    wait_for(lambda: set(expect) <= set(logged_ports(started.log)))
+    started.ports.update(logged_ports(started.log))
+    return started

@@ -140,9 +140,9 @@ class CapsDaemon(MultiService):
         if not _may_remove_from(folder, uid, gid):
             user = _user_name(uid)
             raise PidfileError(
-                f"caps: --pidfile {pidfile}: user {user} (--uid) could not remove it at exit,"
-                f" since it may not write to {folder}; name a pidfile in a folder {user}"
-                f" owns (e.g. /run/caps/caps.pid; systemd: RuntimeDirectory=caps)"
+                f"caps: --pidfile {pidfile}: --uid {user} could not remove it at exit"
+                f" (no write permission on {folder}); use a folder that user may write"
+                " to, e.g. /run/caps/caps.pid (systemd: RuntimeDirectory=caps)"
             )
 
     def reload(self) -> None:
