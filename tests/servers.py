@@ -257,3 +257,41 @@ def start_daemonized(
     wait_for(lambda: set(expect) <= set(logged_ports(started.log)))
     started.ports.update(logged_ports(started.log))
     return started
+
+
+# --workers processes: their pids from the log, and their cleanup.
+
+WORKERS = ("--workers", "2", "-i", "127.0.0.1", "-p", "0")
+STARTED = re.compile(rb"caps: worker (\d+) started, pid (\d+)")
+
+
+def running_workers(daemon: Daemon) -> dict[int, int]:
+    """Worker index to pid, from the latest "worker N started" line of each."""
+    return {int(i): int(pid) for i, pid in STARTED.findall(daemon.output)}
+
+
+def exited(pid: int) -> bool:
+    """Whether process C{pid} is gone (or a zombie nobody has reaped yet)."""
+    return not alive(pid)
+
+
+def kill_at_cleanup(case: SynchronousTestCase, pids: list[int]) -> None:
+    """SIGKILL whichever of C{pids} is still alive when the test ends."""
+
+    def kill() -> None:
+        for pid in pids:
+            if not exited(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    case.addCleanup(kill)
+
+
+def start_workers(case: SynchronousTestCase, *argv: str) -> tuple[Daemon, dict[int, int]]:
+    """Start C{twistd caps --workers 2} and wait until both workers serve."""
+    daemon = start_process(case, twistd(*WORKERS, *argv))
+    wait_for(lambda: len(running_workers(daemon)) == 2)
+    workers = running_workers(daemon)
+    kill_at_cleanup(case, list(workers.values()))
+    serving = [f"caps worker {pid}: caps: serving".encode() for pid in workers.values()]
+    wait_for(lambda: all(line in daemon.output for line in serving))
+    return daemon, workers

@@ -15,9 +15,15 @@ from dataclasses import dataclass, field
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import Daemon, wait_for
+from tests.servers import (
+    Daemon,
+    exited,
+    kill_at_cleanup,
+    running_workers,
+    start_workers,
+    wait_for,
+)
 from tests.test_loopback import HOST
-from tests.test_supervisor import exited, kill_at_cleanup, running_workers, start_workers
 
 #: Seconds of load before the reload, and after it is done.
 LOAD_AROUND_RELOAD = 1.0

@@ -11,52 +11,21 @@ import subprocess
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import Daemon, start_process, twistd, wait_for
+from tests.servers import (
+    exited,
+    kill_at_cleanup,
+    running_workers,
+    start_workers,
+    twistd,
+    wait_for,
+)
 from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 from tests.test_metrics import scrape
 from tests.test_tap import assert_one_line_usage_error
 from twisted_caps.supervisor import WorkersService
 from twisted_caps.tap import Options, makeService
 
-WORKERS = ("--workers", "2", "-i", HOST, "-p", "0")
-STARTED = re.compile(rb"caps: worker (\d+) started, pid (\d+)")
 CLOSED = re.compile(rb"caps worker (\d+): caps: \S+ closed after")
-
-
-def running_workers(daemon: Daemon) -> dict[int, int]:
-    """Worker index to pid, from the latest "worker N started" line of each."""
-    return {int(i): int(pid) for i, pid in STARTED.findall(daemon.output)}
-
-
-def exited(pid: int) -> bool:
-    """Whether process C{pid} is gone (or a zombie nobody has reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def kill_at_cleanup(case: SynchronousTestCase, pids: list[int]) -> None:
-    """SIGKILL whichever of C{pids} is still alive when the test ends."""
-
-    def kill() -> None:
-        for pid in pids:
-            if not exited(pid):
-                os.kill(pid, signal.SIGKILL)
-
-    case.addCleanup(kill)
-
-
-def start_workers(case: SynchronousTestCase, *argv: str) -> tuple[Daemon, dict[int, int]]:
-    """Start C{twistd caps --workers 2} and wait until both workers serve."""
-    daemon = start_process(case, twistd(*WORKERS, *argv))
-    wait_for(lambda: len(running_workers(daemon)) == 2)
-    workers = running_workers(daemon)
-    kill_at_cleanup(case, list(workers.values()))
-    serving = [f"caps worker {pid}: caps: serving".encode() for pid in workers.values()]
-    wait_for(lambda: all(line in daemon.output for line in serving))
-    return daemon, workers
 
 
 def exchange_concurrently(port: int, count: int) -> None:

@@ -148,13 +148,18 @@ class CapsDaemon(MultiService):
     def reload(self) -> None:
         """SIGHUP: reopen the log file, then reload the serving service."""
         self.log.info("caps: reloading (SIGHUP)")
-        self.reopen_logs()
+        self._reopen_log_file()
         self.serving.reload()
 
     def reopen_logs(self) -> None:
         """SIGUSR1: continue in a log file opened anew, after a rotation moved it."""
         if self.log_file is None:
-            self.log.info("caps: no log file to reopen (logging to standard output or a logger)")
+            self.log.info("caps: no log file to reopen (SIGUSR1): logging to a stream or a logger")
+            return
+        self._reopen_log_file()
+
+    def _reopen_log_file(self) -> None:
+        if self.log_file is None:
             return
         try:
             self.log_file.reopen()
