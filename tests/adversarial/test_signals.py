@@ -22,6 +22,7 @@ from tests.servers import (
     alive,
     exited,
     kill_at_cleanup,
+    require_program,
     running_workers,
     start_daemonized,
     start_process,
@@ -248,7 +249,7 @@ class WorkerSignalTests(SignalsTestCase):
         A terminal hangup reaches the parent and every worker: the parent
         reloads, the workers are replaced, and nothing dies of it.
         """
-        command = ["setsid", *twistd("--workers", "2", *LOOPBACK)]
+        command = [require_program("setsid"), *twistd("--workers", "2", *LOOPBACK)]
         daemon = start_process(self, command)
         wait_for(lambda: len(running_workers(daemon)) == 2)
         old = running_workers(daemon)
