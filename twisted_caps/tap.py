@@ -36,7 +36,11 @@ class Options(usage.Options):
     Each refusal is counted and logged at most once a second.
 
     On SIGTERM or SIGINT the service stops accepting, lets each connection
-    write what is queued for up to --shutdown-timeout seconds, then closes.
+    write what is queued for up to --shutdown-timeout seconds, then closes;
+    a second one changes nothing. SIGHUP reloads: the log file is reopened,
+    TLS certificates are read again, and --workers are replaced one at a
+    time by new processes. SIGUSR1 reopens the log file; SIGUSR2 logs a
+    status line. See docs/operating.md.
 
     With --workers N (N > 1) this process opens the listeners and N worker
     processes serve them; their log lines appear as "caps worker PID: ...".
