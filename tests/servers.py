@@ -286,9 +286,15 @@ def kill_at_cleanup(case: SynchronousTestCase, pids: list[int]) -> None:
     case.addCleanup(kill)
 
 
-def start_workers(case: SynchronousTestCase, *argv: str) -> tuple[Daemon, dict[int, int]]:
-    """Start C{twistd caps --workers 2} and wait until both workers serve."""
-    daemon = start_process(case, twistd(*WORKERS, *argv))
+def start_workers(
+    case: SynchronousTestCase, *argv: str, environment: dict[str, str] | None = None
+) -> tuple[Daemon, dict[int, int]]:
+    """
+    Start C{twistd caps --workers 2}, with C{environment} added to its own,
+    and wait until both workers serve.
+    """
+    settings = [f"{name}={value}" for name, value in (environment or {}).items()]
+    daemon = start_process(case, ["env", *settings, *twistd(*WORKERS, *argv)])
     wait_for(lambda: len(running_workers(daemon)) == 2)
     workers = running_workers(daemon)
     kill_at_cleanup(case, list(workers.values()))

@@ -4,7 +4,9 @@ under a load that counts every refusal, reset and wrong reply; TLS
 certificates re-read for new connections.
 """
 
+import os
 import random
+import shutil
 import signal
 import socket
 import threading
@@ -12,19 +14,24 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
 from tests.servers import (
     Daemon,
+    alive,
     exited,
     kill_at_cleanup,
     running_workers,
     start_workers,
     wait_for,
 )
-from tests.test_loopback import HOST
+from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 
+#: The package's source folder, which a test copies to play an installed version.
+PACKAGE = Path(__file__).resolve().parent.parent / "twisted_caps"
+IGNORE_CACHES = shutil.ignore_patterns("__pycache__")
 #: Seconds of load before the reload, and after it is done.
 LOAD_AROUND_RELOAD = 1.0
 #: Seconds a long-lived connection stays open, exchanging lines.
@@ -172,3 +179,55 @@ class WorkersReloadTests(TestCase):
         self.assertNotIn(b"Traceback", output)
         self.assertEqual(output.count(b"caps: retiring: accepting no more"), 2)
         self.assertEqual(daemon.stop(), -signal.SIGTERM)
+
+
+class UpgradeByReloadTests(TestCase):
+    def setUp(self) -> None:
+        """A copy of the package, first on the path: the code an upgrade replaces."""
+        self.installed = os.path.abspath(self.mktemp())
+        shutil.copytree(PACKAGE, os.path.join(self.installed, "twisted_caps"), ignore=IGNORE_CACHES)
+
+    def upgrade(self, first_line: str) -> None:
+        """Replace the installed worker module by one that starts with C{first_line}."""
+        module = Path(self.installed, "twisted_caps", "worker_process.py")
+        module.write_text(first_line + "\n" + module.read_text())
+
+    def start(self) -> tuple[Daemon, dict[int, int]]:
+        return start_workers(self, environment={"PYTHONPATH": self.installed})
+
+    def test_reload_runs_the_code_installed_now(self) -> None:
+        """
+        Workers started by a reload run the code installed at the time of
+        the reload (pip install -U, then SIGHUP), and serve.
+        """
+        daemon, old = self.start()
+        self.upgrade('import sys; sys.stdout.write("caps: upgraded code\\n")')
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: b"caps: reload done: 2 workers replaced" in daemon.output)
+        kill_at_cleanup(self, list(running_workers(daemon).values()))
+        self.assertEqual(daemon.output.count(b": caps: upgraded code"), 2)
+        assert daemon.tcp_port and daemon.udp_port
+        self.assertEqual(course_tcp_client(daemon.tcp_port, b"new code"), b"NEW CODE")
+        self.assertEqual(course_udp_client(daemon.udp_port, b"new code"), b"NEW CODE")
+        wait_for(lambda: all(exited(pid) for pid in old.values()))
+
+    def test_broken_upgrade_keeps_the_old_workers(self) -> None:
+        """
+        If the code installed now cannot start a worker, the reload stops
+        with one line and the old workers keep serving, not restarted.
+        """
+        daemon, old = self.start()
+        self.upgrade('raise SystemExit("broken upgrade")')
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: b"caps: reload stopped" in daemon.output)
+        self.assertEqual(running_workers(daemon)[1], old[1])
+        for pid in old.values():
+            self.assertTrue(alive(pid))
+        assert daemon.tcp_port
+        for _ in range(10):
+            self.assertEqual(course_tcp_client(daemon.tcp_port, b"old code"), b"OLD CODE")
+        output = daemon.output
+        self.assertEqual(output.count(b"caps: reload stopped: the new worker 0"), 1)
+        self.assertNotIn(b"restarting", output)
+        self.assertNotIn(b"Traceback", output)
+        self.assertNotIn(b"caps: retiring", output)

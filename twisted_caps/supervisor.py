@@ -192,7 +192,7 @@ class WorkersService(Service):
         if self.workers.get(index) is not protocol:
             self.retiring.discard(protocol)
             self.log.info(
-                "caps: worker {index} (pid {pid}) exited after its replacement: {reason}",
+                "caps: worker {index} (pid {pid}) exited: {reason}; another serves in its place",
                 index=index,
                 pid=protocol.pid,
                 reason=reason.getErrorMessage(),
@@ -226,44 +226,53 @@ class WorkersService(Service):
 
     def _reloaded(self, result: object) -> None:
         self._reloading = None
+        if isinstance(result, Failure):
+            self.log.failure("caps: reload failed", result)
 
     async def _replace_workers(self) -> None:
         for index in sorted(self.workers):
-            if not self.running:
-                return
-            old = self.workers[index]
+            old = self.workers.get(index)
+            if old is None or not self.running:
+                continue
+            # From here the old worker is the reload's: stopService signals it too.
+            self.retiring.add(old)
             new = self.start_worker(index)
             serving = new.serving.addTimeout(READY_TIMEOUT, self._reactor)
             try:
-                ready = await serving
+                failure = None if await serving else "exited before serving"
             except TimeoutError:
-                ready = False
+                failure = f"did not serve within {READY_TIMEOUT}s"
             if not self.running:
                 return
-            if not ready:
-                self._keep(old, new)
+            if failure is not None:
+                self._keep(old, new, failure)
                 return
             self._retire(old)
         self.log.info("caps: reload done: {count} workers replaced", count=len(self.workers))
 
-    def _keep(self, old: WorkerProtocol, new: WorkerProtocol) -> None:
+    def _keep(self, old: WorkerProtocol, new: WorkerProtocol, failure: str) -> None:
         """A new worker did not serve: the old one stays, and the reload stops here."""
+        self.retiring.discard(old)
+        self._signal(new.transport, "KILL")
+        self.log.warn(
+            "caps: reload stopped: the new worker {index} (pid {pid}) {failure};"
+            " the old workers keep serving",
+            index=new.index,
+            pid=new.pid,
+            failure=failure,
+        )
+        if old.ended.called:
+            return  # it exited meanwhile: the failed new one's restart stands in
         restart = self._restarts.pop(old.index, None)
         if restart is not None:
             restart.cancel()
         self.workers[old.index] = old
-        self._signal(new.transport, "KILL")
-        self.log.warn(
-            "caps: reload stopped: the new worker {index} (pid {pid}) did not serve"
-            " within {timeout}s; the old workers keep serving",
-            index=new.index,
-            pid=new.pid,
-            timeout=READY_TIMEOUT,
-        )
 
     def _retire(self, old: WorkerProtocol) -> None:
         """Ask a replaced worker to finish its connections and exit; SIGKILL it if it lingers."""
-        self.retiring.add(old)
+        if old.ended.called:
+            self.retiring.discard(old)
+            return
         if old.transport is not None:
             old.transport.write(RETIRE)
         self._kill_if_lingering(old, 2 * self.config.shutdown_timeout + KILL_GRACE)

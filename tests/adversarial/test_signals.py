@@ -262,3 +262,43 @@ class WorkerSignalTests(SignalsTestCase):
         self.assertAnswers(daemon)
         self.assertEqual(daemon.stop(), -signal.SIGTERM)
         self.assertClean(daemon.output)
+
+
+class ReloadSignalTests(SignalsTestCase):
+    def test_sigterm_during_a_reload_stops_old_and_new_workers(self) -> None:
+        """
+        SIGTERM while a reload is replacing the workers: the parent stops
+        every worker, old, new and retiring, waits for them, and exits with
+        the SIGTERM status; no worker is left running.
+        """
+        daemon, _ = start_workers(self, "--shutdown-timeout", "2")
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: len(re.findall(rb"caps: worker \d started", daemon.output)) == 3)
+        every = [int(pid) for pid in re.findall(rb"started, pid (\d+)", daemon.output)]
+        kill_at_cleanup(self, every)
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        every = [int(pid) for pid in re.findall(rb"started, pid (\d+)", daemon.output)]
+        kill_at_cleanup(self, every)
+        for pid in every:
+            self.assertTrue(exited(pid), pid)
+        self.assertClean(daemon.output)
+
+    def test_hup_twice_in_a_row(self) -> None:
+        """
+        A second SIGHUP while a reload is under way is one line; after the
+        reload two workers serve and every replaced one has exited.
+        """
+        daemon, old = start_workers(self)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: b"caps: reloading (SIGHUP)" in daemon.output)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: b"caps: reload done" in daemon.output)
+        new = running_workers(daemon)
+        kill_at_cleanup(self, list(new.values()))
+        wait_for(lambda: all(exited(pid) for pid in old.values()))
+        self.assertEqual(daemon.output.count(b"caps: a reload is already under way: ignored"), 1)
+        self.assertEqual(len(new), 2)
+        for pid in new.values():
+            self.assertTrue(alive(pid))
+        self.assertAnswers(daemon)
+        self.assertClean(daemon.output)
