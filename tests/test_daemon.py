@@ -323,3 +323,33 @@ class HostSettingsTests(SynchronousTestCase):
         self.assertEqual(
             HostSettings.from_command(daemonized).pidfile, os.path.abspath("twistd.pid")
         )
+
+
+class TLSReloadErrorTests(SynchronousTestCase):
+    def test_every_unusable_file_is_one_line_and_keeps_the_settings(self) -> None:
+        """
+        A key that does not match the certificate, a missing file, an empty
+        key: each reload fails with one line (that the settings in force
+        stay is checked through a real listener in L{TLSReloadTests}).
+        """
+        from twisted_caps.tls import ReloadableServerTLS
+
+        directory = os.path.abspath(self.mktemp())
+        first = make_server_files(directory)
+        other = make_server_files(directory + ".other")
+        tls = ReloadableServerTLS(f"ssl:0:privateKey={first.key}:certKey={first.certificate}", None)
+        tls.reload()
+        shutil.copyfile(other.key, first.key)
+        Path(directory, "empty.pem").write_text("")
+        for description, reason in (
+            (tls.description, "do not match"),
+            (f"ssl:0:privateKey={directory}/missing.pem", "No such file"),
+            (f"ssl:0:privateKey={directory}/empty.pem", ""),
+        ):
+            tls.description = description
+            with self.assertRaises(ValueError) as caught:
+                tls.reload()
+            message = str(caught.exception)
+            self.assertIn(reason, message)
+            self.assertEqual(len(message.splitlines()), 1)
+            self.assertNotIn("[(", message)
