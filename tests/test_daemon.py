@@ -5,6 +5,7 @@ rotation switched off, TLS certificates reloaded, and the pidfile: none in
 the foreground, removed at exit under C{--uid}.
 """
 
+import grp
 import os
 import pwd
 import re
@@ -261,6 +262,36 @@ class PrivilegesPidfileTests(TestCase):
         wait_for(lambda: not alive(daemon.pid))
         self.assertFalse(os.path.exists(daemon.pidfile))
         self.assertNotIn(b"No permission to delete pid file", daemon.log)
+
+    def test_log_reopened_as_the_user_after_logrotate_creates_it(self) -> None:
+        """
+        Under C{--uid nobody}, the shipped recipe with its create line
+        naming nobody: after the rotation, the server (now nobody) opens the
+        new file and writes there.
+        """
+        logrotate = require_program("logrotate")
+        os.chmod(self.folder, 0o1777)
+        daemon = start_daemonized(self, *LOOPBACK, directory=self.folder, twistd_options=self.user)
+        wait_for(lambda: os.stat(f"/proc/{daemon.pid}").st_uid == self.nobody.pw_uid)
+        group = grp.getgrgid(self.nobody.pw_gid).gr_name
+        recipe = RECIPE.read_text()
+        recipe = recipe.replace("/var/log/caps/caps.log", daemon.logfile)
+        recipe = recipe.replace("/run/caps/caps.pid", daemon.pidfile)
+        recipe = recipe.replace(
+            "create 0640 root adm", f"create 0640 nobody {group}\n    su root root"
+        )
+        config = os.path.join(self.folder, "logrotate.conf")
+        Path(config).write_text(recipe)
+        rotated = subprocess.run(
+            [logrotate, "-f", "-s", os.path.join(self.folder, "state"), config],
+            capture_output=True,
+            timeout=60,
+        )
+        self.assertEqual(rotated.returncode, 0, rotated.stderr)
+        wait_for(lambda: b"caps: log file reopened" in daemon.log)
+        self.assertEqual(os.stat(daemon.logfile).st_uid, self.nobody.pw_uid)
+        self.assertEqual(course_tcp_client(daemon.ports["TCP"], b"rotated"), b"ROTATED")
+        wait_for(lambda: CLOSE_LINE.search(daemon.log))
 
     def test_pidfile_the_user_could_not_remove_is_refused(self) -> None:
         """
