@@ -20,6 +20,7 @@ SIGHUP, SIGUSR1, SIGUSR2 and SIGINT are the parent's to handle (a terminal's
 Ctrl-C reaches the whole process group): a worker ignores them.
 """
 
+import contextlib
 import ctypes
 import json
 import os
@@ -30,7 +31,7 @@ from dataclasses import asdict
 from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ReactorNotRunning
 from twisted.internet.task import LoopingCall
 from twisted.logger import ILogObserver, LogEvent, Logger, eventAsText, globalLogBeginner
 from twisted.python.failure import Failure
@@ -118,8 +119,13 @@ class ParentWatch(FileDescriptor):
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
-        if self._reactor.running:
-            self._reactor.stop()
+        _stop(self._reactor)
+
+
+def _stop(reactor: Any) -> None:
+    """Stop the reactor, unless a signal or the parent already did."""
+    with contextlib.suppress(ReactorNotRunning):
+        reactor.stop()
 
 
 class Retirement:
@@ -155,10 +161,10 @@ class Retirement:
 
     def _check(self) -> None:
         drained = not self._service.stream_factory.connections
-        if (drained or self._reactor.seconds() >= self._deadline) and self._reactor.running:
+        if drained or self._reactor.seconds() >= self._deadline:
             assert self._watch is not None
             self._watch.stop()
-            self._reactor.stop()
+            _stop(self._reactor)
 
 
 def die_with_parent(parent: int) -> None:

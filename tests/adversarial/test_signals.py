@@ -302,3 +302,21 @@ class ReloadSignalTests(SignalsTestCase):
             self.assertTrue(alive(pid))
         self.assertAnswers(daemon)
         self.assertClean(daemon.output)
+
+    def test_sigterm_while_replaced_workers_drain(self) -> None:
+        """
+        SIGTERM while replaced workers are still finishing connections held
+        open by clients: every worker stops once, quietly, and the parent
+        exits with the SIGTERM status.
+        """
+        daemon, old = start_workers(self, "--shutdown-timeout", "3")
+        for _ in range(6):
+            self.hold_connection(daemon)
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_for(lambda: b"caps: reload done" in daemon.output)
+        kill_at_cleanup(self, list(running_workers(daemon).values()))
+        self.assertTrue(any(alive(pid) for pid in old.values()))
+        self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM)
+        for pid in old.values():
+            self.assertTrue(exited(pid))
+        self.assertClean(daemon.output)
