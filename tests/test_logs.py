@@ -132,3 +132,14 @@ class ReopenableLogFileTests(SynchronousTestCase):
         log.write("kept\n")
         with open(os.path.join(folder + ".moved", "caps.log")) as file:
             self.assertEqual(file.read(), "kept\n")
+
+    def test_fifo_without_a_reader_fails_at_once(self) -> None:
+        """A FIFO put in the log file's place cannot hang the reopen (and the reactor)."""
+        path = self.mktemp()
+        log = ReopenableLogFile(path)
+        os.rename(path, path + ".1")
+        os.mkfifo(path)
+        self.assertRaises(OSError, log.reopen)
+        log.write("kept\n")
+        with open(path + ".1") as old:
+            self.assertEqual(old.read(), "kept\n")

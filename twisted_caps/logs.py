@@ -42,7 +42,9 @@ class ReopenableLogFile:
         self._file = self._open()
 
     def _open(self) -> TextIO:
-        flags = os.O_WRONLY | os.O_APPEND
+        # O_NONBLOCK for the open only: a FIFO put in the file's place with no
+        # reader fails at once (ENXIO) instead of blocking the reactor.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK
         try:
             descriptor = os.open(self.path, flags | os.O_CREAT | os.O_EXCL, LOG_FILE_MODE)
         except FileExistsError:
@@ -50,6 +52,7 @@ class ReopenableLogFile:
         else:
             # The umask differs before and after daemonizing: one mode always.
             os.fchmod(descriptor, LOG_FILE_MODE)
+        os.set_blocking(descriptor, True)
         return open(descriptor, "a", encoding="utf-8", errors="replace", buffering=1)
 
     def write(self, text: str) -> None:
