@@ -144,6 +144,37 @@ class LogRotationTests(TestCase):
         self.assertNotIn(b"Traceback", old.read_bytes())
 
 
+class LogFileErrorTests(TestCase):
+    def test_log_file_that_cannot_be_opened_is_one_line(self) -> None:
+        """A --logfile in a missing folder, or a folder: one line, exit status 1."""
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        for logfile, reason in (
+            (os.path.join(folder, "missing", "caps.log"), b"No such file or directory"),
+            (folder, b"Is a directory"),
+        ):
+            for foreground in (("-n",), ()):
+                done = subprocess.run(
+                    [
+                        os.path.join(BIN, "twistd"),
+                        *foreground,
+                        "--pidfile=",
+                        "--logfile",
+                        logfile,
+                        "caps",
+                        *LOOPBACK,
+                    ],
+                    capture_output=True,
+                    timeout=60,
+                    stdin=subprocess.DEVNULL,
+                )
+                self.assertEqual(done.returncode, 1)
+                self.assertEqual(
+                    done.stderr.splitlines(),
+                    [b"caps: --logfile " + logfile.encode() + b": " + reason],
+                )
+
+
 class TLSReloadTests(TestCase):
     def test_renewed_certificate_served_to_new_connections(self) -> None:
         """

@@ -114,12 +114,17 @@ class CapsDaemon(MultiService):
         """
         Join twistd's application and give it the log observer: twistd
         uses an application's C{ILogObserver} instead of its own log file.
+        A log file that cannot be opened ends start-up with one line.
         """
         super().setServiceParent(parent)
         if self.host.log_path is None or not isinstance(parent, Componentized):
             return
         if parent.getComponent(ILogObserver) is None:
-            self.log_file = ReopenableLogFile(self.host.log_path)
+            try:
+                self.log_file = ReopenableLogFile(self.host.log_path)
+            except OSError as error:
+                reason = error.strerror or str(error)
+                raise SystemExit(f"caps: --logfile {self.host.log_path}: {reason}") from None
             parent.setComponent(ILogObserver, file_observer(self.log_file))
 
     def privilegedStartService(self) -> None:
