@@ -140,7 +140,8 @@ class CapsDaemon(MultiService):
         pidfile, uid, gid = self.host.pidfile, self.host.uid, self.host.gid
         if not pidfile or uid is None or uid == os.geteuid() or not os.path.exists(pidfile):
             return
-        os.chown(pidfile, uid, -1 if gid is None else gid)
+        # Never through a symbolic link: that would hand its target to the user.
+        os.chown(pidfile, uid, -1 if gid is None else gid, follow_symlinks=False)
         folder = os.path.dirname(pidfile)
         if not _may_remove_from(folder, uid, gid):
             user = _user_name(uid)
