@@ -304,3 +304,112 @@ def closed_within(client: socket.socket, timeout: float) -> bytes:
         if not chunk:
             return received
         received += chunk
+
+
+# Daemonized twistd, for the tests of signals, reload, logs and pidfiles.
+
+
+@dataclass
+class DaemonizedTwistd:
+    """A C{twistd caps} that daemonized itself, known by its pidfile and log file."""
+
+    pid: int
+    pidfile: str
+    logfile: str
+    ports: dict[str, int]
+
+    @property
+    def log(self) -> bytes:
+        """The log file's content (the current file, after any rotation)."""
+        with open(self.logfile, "rb") as log:
+            return log.read()
+
+
+def alive(pid: int) -> bool:
+    """Whether process C{pid} exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def start_daemonized(
+    case: SynchronousTestCase,
+    *argv: str,
+    directory: str | None = None,
+    twistd_options: tuple[str, ...] = (),
+    expect: tuple[str, ...] = ("TCP", "UDP"),
+) -> DaemonizedTwistd:
+    """
+    Run C{twistd --pidfile DIR/caps.pid --logfile DIR/caps.log caps ARGV},
+    which daemonizes; wait until it serves; SIGKILL it at cleanup if alive.
+    """
+    directory = os.path.abspath(directory or case.mktemp())
+    os.makedirs(directory, exist_ok=True)
+    pidfile, logfile = os.path.join(directory, "caps.pid"), os.path.join(directory, "caps.log")
+    command = [os.path.join(BIN, "twistd"), "--pidfile", pidfile, "--logfile", logfile]
+    done = subprocess.run(
+        [*command, *twistd_options, "caps", *argv],
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    case.assertEqual(done.returncode, 0, done.stdout + done.stderr)
+    wait_for(lambda: os.path.exists(pidfile))
+    with open(pidfile) as f:
+        pid = int(f.read())
+
+    def kill() -> None:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+    case.addCleanup(kill)
+    started = DaemonizedTwistd(pid, pidfile, logfile, {})
+    wait_for(lambda: set(expect) <= set(logged_ports(started.log)))
+    started.ports.update(logged_ports(started.log))
+    return started
+
+
+# --workers processes: their pids from the log, and their cleanup.
+
+WORKERS = ("--workers", "2", "-i", "127.0.0.1", "-p", "0")
+STARTED = re.compile(rb"caps: worker (\d+) started, pid (\d+)")
+
+
+def running_workers(daemon: Daemon) -> dict[int, int]:
+    """Worker index to pid, from the latest "worker N started" line of each."""
+    return {int(i): int(pid) for i, pid in STARTED.findall(daemon.output)}
+
+
+def exited(pid: int) -> bool:
+    """Whether process C{pid} is gone (or a zombie nobody has reaped yet)."""
+    return not alive(pid)
+
+
+def kill_at_cleanup(case: SynchronousTestCase, pids: list[int]) -> None:
+    """SIGKILL whichever of C{pids} is still alive when the test ends."""
+
+    def kill() -> None:
+        for pid in pids:
+            if not exited(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    case.addCleanup(kill)
+
+
+def start_workers(
+    case: SynchronousTestCase, *argv: str, environment: dict[str, str] | None = None
+) -> tuple[Daemon, dict[int, int]]:
+    """
+    Start C{twistd caps --workers 2}, with C{environment} added to its own,
+    and wait until both workers serve.
+    """
+    settings = [f"{name}={value}" for name, value in (environment or {}).items()]
+    daemon = start_process(case, ["env", *settings, *twistd(*WORKERS, *argv)])
+    wait_for(lambda: len(running_workers(daemon)) == 2)
+    workers = running_workers(daemon)
+    kill_at_cleanup(case, list(workers.values()))
+    serving = [f"caps worker {pid}: caps: serving".encode() for pid in workers.values()]
+    wait_for(lambda: all(line in daemon.output for line in serving))
+    return daemon, workers

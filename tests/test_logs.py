@@ -8,9 +8,10 @@ import shutil
 import socket
 import tempfile
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import BIN, course_tcp_client, json_events, start_process, wait_for
+from twisted_caps.logs import LOG_FILE_MODE, ReopenableLogFile
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0", "--no-udp")
 
@@ -95,3 +96,49 @@ class LogLevelTests(TestCase):
         daemon.stop()
         self.assertIn(b"refused a connection from local", daemon.output)
         self.assertNotIn(b"closed after", daemon.output)
+
+
+class ReopenableLogFileTests(SynchronousTestCase):
+    def test_reopen_continues_in_a_new_file_at_the_same_path(self) -> None:
+        path = self.mktemp()
+        log = ReopenableLogFile(path)
+        log.write("one\n")
+        os.rename(path, path + ".1")
+        log.write("two\n")
+        log.reopen()
+        log.write("three\n")
+        with open(path + ".1") as old, open(path) as new:
+            self.assertEqual((old.read(), new.read()), ("one\ntwo\n", "three\n"))
+        self.assertEqual(os.stat(path).st_mode & 0o777, LOG_FILE_MODE)
+
+    def test_existing_file_is_appended_to_and_keeps_its_mode(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as existing:
+            existing.write("before\n")
+        os.chmod(path, 0o600)
+        log = ReopenableLogFile(path)
+        log.write("after\n")
+        with open(path) as file:
+            self.assertEqual(file.read(), "before\nafter\n")
+        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
+
+    def test_failed_reopen_keeps_the_old_file(self) -> None:
+        folder = self.mktemp()
+        os.makedirs(folder)
+        log = ReopenableLogFile(os.path.join(folder, "caps.log"))
+        os.rename(folder, folder + ".moved")
+        self.assertRaises(OSError, log.reopen)
+        log.write("kept\n")
+        with open(os.path.join(folder + ".moved", "caps.log")) as file:
+            self.assertEqual(file.read(), "kept\n")
+
+    def test_fifo_without_a_reader_fails_at_once(self) -> None:
+        """A FIFO put in the log file's place cannot hang the reopen (and the reactor)."""
+        path = self.mktemp()
+        log = ReopenableLogFile(path)
+        os.rename(path, path + ".1")
+        os.mkfifo(path)
+        self.assertRaises(OSError, log.reopen)
+        log.write("kept\n")
+        with open(path + ".1") as old:
+            self.assertEqual(old.read(), "kept\n")

@@ -10,7 +10,7 @@ import shutil
 import socket
 import subprocess
 
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.servers import BIN, Daemon, logged_ports, require_program, twistd, wait_for
 
@@ -139,3 +139,59 @@ class MissingSocketTests(TestCase):
                 b" (start the service through systemd socket activation) (see --help)"
             ],
         )
+
+
+class ReloadAndPluginCacheTests(TestCase):
+    def test_unit_reloads_with_sighup_and_writes_the_plugin_cache_first(self) -> None:
+        settings = read_unit("caps.service")["Service"]
+        self.assertEqual(settings["ExecReload"], "/bin/kill -HUP $MAINPID")
+        self.assertEqual(settings["ExecStartPre"], f"+{INSTALLED_TWISTD} --help")
+
+    def test_plugin_cache_written_before_start_spares_a_read_only_user(self) -> None:
+        """
+        A plugin folder the service may not write to (ProtectSystem=strict,
+        DynamicUser=: here a read-only bind mount of a copy of the plugin)
+        makes every start log "Unable to write to plugin cache"; once the
+        unit's ExecStartPre command has run with write access, it does not.
+        """
+        unshare = require_program("unshare")
+        plugins = os.path.abspath(os.path.join(self.mktemp(), "twisted", "plugins"))
+        os.makedirs(plugins)
+        shutil.copy(os.path.join(UNITS, "..", "..", "twisted_plugins", "caps_plugin.py"), plugins)
+        root = os.path.dirname(os.path.dirname(plugins))
+        environment = {**os.environ, "PYTHONPATH": root}
+        serve = " ".join(shlex.quote(word) for word in twistd("-i", HOST, "-p", "0"))
+        read_only = (
+            f"mount --bind {plugins} {plugins} && mount -o remount,bind,ro {plugins}"
+            f" && exec {serve}"
+        )
+
+        def start_read_only() -> bytes:
+            log_path = os.path.abspath(self.mktemp())
+            with open(log_path, "wb") as log:
+                process = subprocess.Popen(
+                    [unshare, "--mount", "sh", "-c", read_only],
+                    stdout=log,
+                    stderr=log,
+                    stdin=subprocess.DEVNULL,
+                    env=environment,
+                )
+            daemon = Daemon(process, log_path)
+            self.addCleanup(daemon.stop)
+            wait_for(lambda: {"TCP", "UDP"} <= set(logged_ports(daemon.output)) or process.poll())
+            if process.poll() is not None:
+                raise SkipTest(f"no read-only bind mount here: {daemon.output!r}")
+            daemon.stop()
+            return daemon.output
+
+        self.assertIn(b"Unable to write to plugin cache", start_read_only())
+        pre = shlex.split(read_unit("caps.service")["Service"]["ExecStartPre"].lstrip("+"))
+        subprocess.run(
+            [os.path.join(BIN, "twistd"), *pre[1:]],
+            capture_output=True,
+            timeout=60,
+            check=True,
+            env=environment,
+        )
+        self.assertTrue(os.path.exists(os.path.join(plugins, "dropin.cache")))
+        self.assertNotIn(b"Unable to write to plugin cache", start_read_only())

@@ -135,7 +135,7 @@ class OptionsTests(SynchronousTestCase):
 class MakeServiceTests(SynchronousTestCase):
     def test_service_carries_the_parsed_config(self) -> None:
         options = parse("--once")
-        service = makeService(options)
+        service = makeService(options).serving
         self.assertIsInstance(service, CapsService)
         assert isinstance(service, CapsService)
         self.assertIs(service.config, options.config)

@@ -44,7 +44,7 @@ class TcpListener:
                 if error.name != "OpenSSL":
                     raise
                 raise ValueError("TLS needs pyOpenSSL: pip install 'twisted-caps[tls]'") from None
-            reactor = HalfCloseTLSReactor(reactor)
+            reactor = HalfCloseTLSReactor(reactor, self.description)
         try:
             endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, self.description)
         except IndexError:

@@ -10,8 +10,15 @@ in plain pytest nothing runs the reactor, and with pytest-twisted the reactor
 runs in a greenlet that only gets control when the test yields. A child
 serves either way. Nothing is imported or started unless a test asks for a
 fixture, so other pytest runs are untouched.
+
+A server stopped while the client under test still holds connections
+(a client that never closes its socket) waits up to its shutdown timeout
+for them, then the fixture issues a C{ConnectionsLeftOpenWarning} naming
+them; C{caps_server.report()} and C{caps_server.assert_all_closed()} let a
+test see and assert the connections itself (docs/autograding.md).
 """
 
+import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -42,6 +49,22 @@ def caps_server_factory() -> Iterator[StartCapsServer]:
     yield start
     for server in reversed(started):
         server.stop()
+        if server.left_open:
+            warn_left_open(server)
+
+
+def warn_left_open(server: "CapsServerProcess") -> None:
+    """Warn that the client under test left connections open, naming them."""
+    from twisted_caps.testing.process import ConnectionsLeftOpenWarning
+
+    listed = "; ".join(str(record) for record in server.left_open)
+    warnings.warn(
+        ConnectionsLeftOpenWarning(
+            f"caps_server: {len(server.left_open)} connection(s) still open when the test"
+            f" ended (the client did not close its socket): {listed}"
+        ),
+        stacklevel=2,
+    )
 
 
 @pytest.fixture

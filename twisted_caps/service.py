@@ -116,6 +116,37 @@ class CapsService(Service):
         stopping = [maybeDeferred(port.stopListening) for port in ports]
         return DeferredList([*stopping, self.stream_factory.close_all()], consumeErrors=True)
 
+    def stop_accepting(self) -> Deferred[Any]:
+        """
+        Close every listener, leaving the open connections be: a retiring
+        worker's way out, since its listening sockets stay open elsewhere.
+        """
+        ports, self.ports = self.ports, []
+        return DeferredList([maybeDeferred(port.stopListening) for port in ports])
+
+    def reload(self) -> None:
+        """
+        Re-read the certificate and key of every C{ssl:} listener, for new
+        connections; a listener whose files no longer load keeps its old
+        ones, and says so in one log line.
+        """
+        for port in self.ports:
+            tls = _reloadable_tls(port)
+            if tls is None:
+                continue
+            try:
+                tls.reload()
+            except ValueError as error:
+                self.log.warn(
+                    "caps: TLS reload failed for {listener}, keeping the old certificate: {error}",
+                    listener=tls.description,
+                    error=error,
+                )
+            else:
+                self.log.info(
+                    "caps: TLS certificate reloaded for {listener}", listener=tls.description
+                )
+
     def listen_for_metrics(self, listener: TcpListener, site: Site) -> IListeningPort:
         """Serve C{site} on C{listener}; it is closed with the other listeners."""
         port = _synchronous_result(listener.endpoint(self._reactor).listen(site))
@@ -190,6 +221,15 @@ class CapsService(Service):
     def _opened(self, kind: str, port: IListeningPort) -> None:
         self.ports.append(port)
         self.log.info("caps: serving {kind} on {address}", kind=kind, address=_describe(port))
+
+
+def _reloadable_tls(port: IListeningPort) -> Any:
+    """The reloadable TLS settings of C{port}, or None (also without pyOpenSSL)."""
+    try:
+        from twisted_caps.tls import reloadable_tls
+    except ImportError:
+        return None
+    return reloadable_tls(port)
 
 
 def _synchronous_result(deferred: Deferred[IListeningPort]) -> IListeningPort:

@@ -5,13 +5,14 @@ The C{caps} command of C{twistd} and C{twist}: options in, service out.
 
 from collections.abc import Sequence
 
-from twisted.application.service import IService
 from twisted.internet import endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.daemon import CapsDaemon, HostSettings
 from twisted_caps.service import CapsService
+from twisted_caps.supervisor import WorkersService
 
 DEFAULT_PORT = 1200
 #: Pending connections the kernel may queue: Twisted's default of 50 drops
@@ -38,7 +39,11 @@ class Options(usage.Options):
     Each refusal is counted and logged at most once a second.
 
     On SIGTERM or SIGINT the service stops accepting, lets each connection
-    write what is queued for up to --shutdown-timeout seconds, then closes.
+    write what is queued for up to --shutdown-timeout seconds, then closes;
+    a second one changes nothing. SIGHUP reloads: the log file is reopened,
+    TLS certificates are read again, and --workers are replaced one at a
+    time by new processes. SIGUSR1 reopens the log file; SIGUSR2 logs a
+    status line. See docs/operating.md.
 
     With --workers N (N > 1) this process opens the listeners and N worker
     processes serve them; their log lines appear as "caps worker PID: ...".
@@ -225,12 +230,20 @@ def parse_udp_listener(address: str) -> UdpListener:
     return UdpListener(interface, parse_port(port, f"--udp {address}"))
 
 
-def makeService(options: Options) -> IService:
-    """Build the capitalization service from parsed options."""
+def makeService(options: Options) -> CapsDaemon:
+    """
+    Build the capitalization service from parsed options. Run by twistd or
+    twist (options with a C{parent}), it handles the operator's signals
+    from now on, so that one arriving during start-up is not fatal.
+    """
     from twisted.internet import reactor
 
+    serving: CapsService | WorkersService
     if options.config.workers > 1:
-        from twisted_caps.workers import WorkersService
-
-        return WorkersService(options.config, reactor)
-    return CapsService(options.config, reactor, fast_dispatch=True)
+        serving = WorkersService(options.config, reactor)
+    else:
+        serving = CapsService(options.config, reactor, fast_dispatch=True)
+    daemon = CapsDaemon(serving, reactor, HostSettings.from_command(options.parent))
+    if options.parent is not None:
+        daemon.signals.install()
+    return daemon

@@ -22,14 +22,25 @@ the TLS layer reading a connection it thinks is still open.
 
 L{HalfCloseTLSTransport} fixes all three; L{HalfCloseTLSReactor} makes
 C{ssl:} endpoint strings use it.
+
+A listener's certificate and key are re-read on reload (SIGHUP) through
+L{ReloadableServerTLS}: new connections get the new ones, open connections
+keep theirs.
 """
 
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from OpenSSL import SSL
-from twisted.internet.interfaces import IHalfCloseableProtocol, IListeningPort
+from twisted.internet import endpoints
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IListeningPort,
+    IOpenSSLServerConnectionCreator,
+)
 from twisted.internet.protocol import Factory
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
+from zope.interface import implementer
 
 
 class HalfCloseTLSTransport(BufferingTLSTransport):
@@ -95,11 +106,13 @@ class HalfCloseTLSReactor:
     A reactor whose C{listenSSL} serves with L{HalfCloseTLSTransport};
     everything else is the wrapped reactor's. Twisted's C{ssl:} endpoint
     listens through C{listenSSL}, so parsing an endpoint string with this
-    reactor is all it takes.
+    reactor is all it takes. C{description}, the endpoint string, is what a
+    reload parses again.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, description: str) -> None:
         self._reactor = reactor
+        self._description = description
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._reactor, name)
@@ -113,7 +126,80 @@ class HalfCloseTLSReactor:
         interface: str = "",
     ) -> IListeningPort:
         """Listen for TLS on TCP C{port}, as the reactor would, with the fixed transport."""
-        tls_factory = TLSMemoryBIOFactory(contextFactory, False, factory)
+        tls = ReloadableServerTLS(self._description, contextFactory)
+        tls_factory = TLSMemoryBIOFactory(tls, False, factory)
         tls_factory.protocol = HalfCloseTLSTransport
         listening: IListeningPort = self._reactor.listenTCP(port, tls_factory, backlog, interface)
+        _reloadable[listening] = tls
         return listening
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableServerTLS:
+    """
+    The TLS settings of one C{ssl:} listener, which L{reload} replaces by
+    those its endpoint string gives now (the files named are read again).
+    """
+
+    def __init__(self, description: str, options: Any) -> None:
+        self.description = description
+        self._options = options
+
+    def serverConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        """A TLS connection with the settings in force now."""
+        make = getattr(self._options, "serverConnectionForTLS", None)
+        if make is not None:
+            connection: SSL.Connection = make(tlsProtocol)
+            return connection
+        return SSL.Connection(self._options.getContext(), None)
+
+    def reload(self) -> None:
+        """
+        Read the certificate and key files again and use them for new
+        connections; on any error, keep the settings in force.
+
+        @raise ValueError: with a one-line explanation, if the files no
+            longer make a usable server context (unreadable, not PEM, a key
+            that does not match the certificate).
+        """
+        capture = _CaptureListenSSL()
+        try:
+            endpoint = endpoints.serverFromString(capture, self.description)
+            endpoint.listen(Factory())
+            options = capture.context_factory
+            options.getContext()
+        except Exception as error:
+            raise ValueError(describe_tls_error(error)) from None
+        self._options = options
+
+
+def reloadable_tls(port: IListeningPort) -> ReloadableServerTLS | None:
+    """The reloadable TLS settings of a listening port, if it serves TLS."""
+    return _reloadable.get(port)
+
+
+def describe_tls_error(error: Exception) -> str:
+    """
+    An error from reading TLS files as one line: OpenSSL's list of
+    C{(library, function, reason)} tuples becomes its reasons.
+    """
+    details = error.args[0] if error.args else None
+    if isinstance(details, list) and all(isinstance(d, tuple) and d for d in details):
+        reasons = [str(d[-1]) for d in details if d[-1]]
+        if reasons:
+            return "; ".join(reasons)
+    return str(error) or type(error).__name__
+
+
+_reloadable: "WeakKeyDictionary[IListeningPort, ReloadableServerTLS]" = WeakKeyDictionary()
+
+
+class _CaptureListenSSL:
+    """A stand-in reactor that keeps the context factory an C{ssl:} endpoint would listen with."""
+
+    context_factory: Any = None
+
+    def listenSSL(
+        self, port: int, factory: Factory, contextFactory: Any, *args: object, **kw: object
+    ) -> None:
+        self.context_factory = contextFactory

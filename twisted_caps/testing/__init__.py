@@ -14,16 +14,25 @@ from twisted_caps.testing.memory import (
     NetworkConditions,
 )
 from twisted_caps.testing.options import caps_argv, caps_config
-from twisted_caps.testing.process import CapsServerProcess, start_caps_process
+from twisted_caps.testing.process import (
+    CapsServerProcess,
+    ConnectionRecord,
+    ConnectionsLeftOpenWarning,
+    ServerReport,
+    start_caps_process,
+)
 
 __all__ = [
     "CapsAddress",
     "CapsServerProcess",
+    "ConnectionRecord",
+    "ConnectionsLeftOpenWarning",
     "LoopbackCapsServer",
     "MemoryCapsServer",
     "MemoryConnection",
     "MemoryNetwork",
     "NetworkConditions",
+    "ServerReport",
     "caps_argv",
     "caps_config",
     "start_caps_process",

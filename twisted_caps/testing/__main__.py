@@ -2,21 +2,30 @@
 """
 C{python -m twisted_caps.testing [twistd caps options]}: the child process of
 L{twisted_caps.testing.process}, on loopback and free ports by default.
+
+Each line L{REPORT_REQUEST} on its standard input is answered on standard
+output by one line, L{REPORT_PREFIX} and a JSON object: the connections
+open now and those closed so far, with their close reasons (see
+L{twisted_caps.testing.process.ServerReport}).
 """
 
+import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.error import ReactorNotRunning
-from twisted.logger import globalLogBeginner, textFileLogObserver
+from twisted.logger import ILogObserver, LogEvent, globalLogBeginner, textFileLogObserver
+from zope.interface import implementer
 
 from twisted_caps.service import CapsService, ListenError
 from twisted_caps.testing.options import caps_config
-from twisted_caps.testing.process import READY, serving_line
+from twisted_caps.testing.process import READY, REPORT_PREFIX, REPORT_REQUEST, serving_line
 
 
 def main(argv: list[str]) -> None:
@@ -28,7 +37,15 @@ def main(argv: list[str]) -> None:
         raise SystemExit(1) from None
     from twisted.internet import reactor
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    closed: list[dict[str, Any]] = []
+
+    @implementer(ILogObserver)
+    def keep_close_records(event: LogEvent) -> None:
+        if "bytes_in" in event and "reason" in event:
+            closed.append({key: event[key] for key in RECORD_FIELDS})
+
+    observers: list[ILogObserver] = [textFileLogObserver(sys.stderr), keep_close_records]
+    globalLogBeginner.beginLoggingTo(observers, redirectStandardIO=False)
     service = CapsService(config, reactor)
     try:
         service.startService()
@@ -41,16 +58,46 @@ def main(argv: list[str]) -> None:
             print(serving_line(address.type, address.host, address.port))
     print(READY, flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
-    threading.Thread(target=_stop_at_end_of_input, args=(reactor,), daemon=True).start()
+    answer = partial(_report, service, closed)
+    threading.Thread(target=_read_requests, args=(reactor, answer), daemon=True).start()
     reactor.run()
 
 
-def _stop_at_end_of_input(reactor: Any) -> None:
-    """The test process closed our standard input, or died: stop serving."""
+#: The fields of a connection's record, as its close log line names them.
+RECORD_FIELDS = ("peer", "duration", "bytes_in", "bytes_out", "reason")
+
+
+def _report(service: CapsService, closed: list[dict[str, Any]]) -> None:
+    """Print the connections open now and those closed so far, as one JSON line."""
+    now = service.stream_factory.clock.seconds()
+    still_open = [
+        {
+            "peer": protocol.peer or "local",
+            "duration": now - protocol.opened_at,
+            "bytes_in": protocol.bytes_in,
+            "bytes_out": protocol.bytes_out,
+            "reason": None,
+        }
+        for protocol in service.stream_factory.connections
+    ]
+    report = json.dumps({"open": still_open, "closed": closed})
+    print(REPORT_PREFIX + report, flush=True)
+
+
+def _read_requests(reactor: Any, report: Callable[[], None]) -> None:
+    """
+    Answer each report request; when the test process closes our standard
+    input, or dies, stop serving.
+    """
     # os.read, not sys.stdin: a thread blocked inside the buffered reader
     # holds its lock, and interpreter shutdown would then abort.
-    while os.read(0, 65536):
-        pass
+    pending = b""
+    while chunk := os.read(0, 65536):
+        pending += chunk
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            if line + b"\n" == REPORT_REQUEST:
+                reactor.callFromThread(report)
     reactor.callFromThread(_stop, reactor)
 
 

@@ -1,32 +1,54 @@
-# -*- test-case-name: tests.test_workers -*-
+# -*- test-case-name: tests.test_worker_process -*-
 """
-One worker of C{twistd caps --workers N}: C{python -m twisted_caps.worker
-SPEC}, started by L{twisted_caps.workers.WorkersService}, never by hand.
+One worker of C{twistd caps --workers N}: C{python -m twisted_caps.worker_process
+SPEC}, started by L{twisted_caps.supervisor.WorkersService}, never by hand.
 
 SPEC is JSON: the parent's pid, the service settings, and the listening
 sockets inherited as descriptors. The worker adopts them, logs plain lines
-to stdout (the parent stamps and relays them), and stops gracefully on
-SIGTERM, on end of input on stdin (the parent is gone, however it died),
-or, on Linux, when the kernel sends the parent-death signal.
+to stdout (the parent stamps and relays them) ending start-up with
+L{READY}, and stops gracefully on SIGTERM (once: a repeated SIGTERM only
+logs), on end of input on stdin (the parent is gone, however it died), or,
+on Linux, when the kernel sends the parent-death signal.
+
+When the parent writes L{RETIRE} to its stdin (a reload replaced it), the
+worker closes its copies of the listening sockets (the parent and the other
+workers keep them, and the kernel's queue, open), lets its open connections
+finish by themselves for up to C{--shutdown-timeout} seconds, then closes
+the rest as at shutdown and exits.
+
+SIGHUP, SIGUSR1, SIGUSR2 and SIGINT are the parent's to handle (a terminal's
+Ctrl-C reaches the whole process group): a worker ignores them.
 """
 
+import contextlib
 import ctypes
 import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ReactorNotRunning
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, LogEvent, eventAsText, globalLogBeginner
+from twisted.logger import ILogObserver, LogEvent, Logger, eventAsText, globalLogBeginner
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_caps.config import CapsConfig
 from twisted_caps.service import CapsService, InheritedSocket
+from twisted_caps.signals import OperatorSignals
+
+#: The line a worker logs once it serves every inherited socket.
+READY = b"caps: ready"
+#: What the parent writes on a worker's stdin to retire it.
+RETIRE = b"retire\n"
+#: Signals a worker leaves to its parent.
+PARENT_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
+#: Seconds between two looks at whether a retiring worker's connections are gone.
+RETIRE_POLL = 0.05
 
 #: prctl(2) option: the signal the kernel sends this process when its parent dies.
 PR_SET_PDEATHSIG = 1
@@ -72,26 +94,77 @@ def report_counters(service: CapsService) -> None:
 
 class ParentWatch(FileDescriptor):
     """
-    Stop the reactor when stdin, a pipe the parent holds open and never
-    writes to, reaches its end: the parent has exited, even by SIGKILL.
+    Read stdin, a pipe the parent holds open: L{RETIRE} retires this worker,
+    and its end of input means the parent has exited, even by SIGKILL, so
+    the reactor stops.
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, retire: Callable[[], object]) -> None:
         super().__init__(reactor)
         self._reactor = reactor
+        self._retire = retire
+        self._received = b""
 
     def fileno(self) -> int:
         return 0
 
     def doRead(self) -> Failure | BaseException | None:
-        if not os.read(0, 4096):
+        data = os.read(0, 4096)
+        if not data:
             return ConnectionDone()
+        self._received = (self._received + data)[-len(RETIRE) :]
+        if self._received == RETIRE:
+            self._retire()
         return None
 
     def connectionLost(self, reason: Failure) -> None:
         super().connectionLost(reason)
-        if self._reactor.running:
-            self._reactor.stop()
+        _stop(self._reactor)
+
+
+def _stop(reactor: Any) -> None:
+    """Stop the reactor, unless a signal or the parent already did."""
+    with contextlib.suppress(ReactorNotRunning):
+        reactor.stop()
+
+
+class Retirement:
+    """
+    A worker's retirement after a reload: stop accepting, wait until the
+    open connections are gone or C{drain} seconds have passed, then stop
+    the reactor (whose shutdown closes what is left gracefully).
+    """
+
+    log = Logger()
+
+    def __init__(self, service: CapsService, reactor: Any, drain: float) -> None:
+        self._service = service
+        self._reactor = reactor
+        self._drain = drain
+        self._watch: LoopingCall | None = None
+        self._deadline = 0.0
+
+    def __call__(self) -> None:
+        if self._watch is not None:
+            return
+        self.log.info(
+            "caps: retiring: accepting no more; {count} open connections may finish"
+            " within {drain}s",
+            count=len(self._service.stream_factory.connections),
+            drain=self._drain,
+        )
+        self._service.stop_accepting()
+        self._deadline = self._reactor.seconds() + self._drain
+        self._watch = LoopingCall(self._check)
+        self._watch.clock = self._reactor
+        self._watch.start(RETIRE_POLL)
+
+    def _check(self) -> None:
+        drained = not self._service.stream_factory.connections
+        if drained or self._reactor.seconds() >= self._deadline:
+            assert self._watch is not None
+            self._watch.stop()
+            _stop(self._reactor)
 
 
 def die_with_parent(parent: int) -> None:
@@ -118,17 +191,21 @@ def plain_lines(event: LogEvent) -> None:
 
 def main(argv: list[str]) -> None:
     """Serve the inherited sockets until told to stop."""
+    for signum in PARENT_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     config, sockets, parent, reports = decode_spec(argv[1])
     die_with_parent(parent)
     globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
     from twisted.internet import reactor
 
+    OperatorSignals(reactor, {}, stop_signals=(signal.SIGTERM,)).install()
     service = CapsService(config, reactor, sockets, fast_dispatch=True)
     service.startService()
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     if reports:
         LoopingCall(report_counters, service).start(COUNTERS_INTERVAL)
-    ParentWatch(reactor).startReading()
+    ParentWatch(reactor, Retirement(service, reactor, config.shutdown_timeout)).startReading()
+    Logger().info(READY.decode())
     reactor.run()
 
 

@@ -1,10 +1,10 @@
-# -*- test-case-name: tests.test_workers -*-
+# -*- test-case-name: tests.test_supervisor -*-
 """
 C{--workers N}: N processes serving the same TCP and UDP sockets, supervised.
 
 The parent (the twistd process) opens every listener once, in
 C{privilegedStartService} so C{--uid} still works, stops reading from them,
-and passes the sockets to each worker (L{twisted_caps.worker}) as inherited
+and passes the sockets to each worker (L{twisted_caps.worker_process}) as inherited
 descriptors, which the worker adopts (L{twisted_caps._twisted.shared_accept}, which
 accepts one connection per wake-up so that a burst is shared out, and
 C{adoptDatagramPort}). Why one shared socket rather than C{SO_REUSEPORT}:
@@ -28,6 +28,14 @@ relayed into the parent's log as C{caps worker PID: LINE}. On stop the
 parent closes its copies of the sockets, sends SIGTERM to every worker,
 each of which closes its connections gracefully, and waits for all of them
 (SIGKILL after C{--shutdown-timeout} plus a grace period).
+
+A reload (L{WorkersService.reload}, on SIGHUP) replaces the workers one at
+a time, each by a worker started afresh, so running the code installed now:
+the new worker is started, and once it says it serves (L{READY}), the old
+one is retired (L{RETIRE}: it stops accepting, finishes its connections,
+exits). The listening sockets never close, so no connection is refused; a
+new worker that exits or is not serving within L{READY_TIMEOUT} seconds
+ends the reload, and the old workers keep serving.
 """
 
 import contextlib
@@ -38,7 +46,7 @@ from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
@@ -48,7 +56,7 @@ from twisted.python.failure import Failure
 from twisted_caps.config import CapsConfig
 from twisted_caps.metrics import Snapshot, metrics_site
 from twisted_caps.service import CapsService, InheritedSocket
-from twisted_caps.worker import COUNTERS_PREFIX, encode_spec
+from twisted_caps.worker_process import COUNTERS_PREFIX, READY, RETIRE, encode_spec
 
 #: The first descriptor number of the inherited sockets in a worker.
 FIRST_INHERITED_FD = 3
@@ -58,6 +66,8 @@ MAX_RESTART_DELAY = 60.0
 MIN_UPTIME = 1.0
 #: Seconds beyond --shutdown-timeout a worker gets to exit before SIGKILL.
 KILL_GRACE = 5.0
+#: Seconds a worker started by a reload may take to serve before the reload gives up.
+READY_TIMEOUT = 30.0
 
 
 class WorkerProtocol(ProcessProtocol):
@@ -71,6 +81,8 @@ class WorkerProtocol(ProcessProtocol):
         self.pid = 0
         self.ended: Deferred[None] = Deferred()
         self.counters: Snapshot | None = None
+        #: Fires True once the worker serves, False if it exits before.
+        self.serving: Deferred[bool] = Deferred()
         self._buffers = {1: b"", 2: b""}
 
     def connectionMade(self) -> None:
@@ -87,6 +99,8 @@ class WorkerProtocol(ProcessProtocol):
         if line.startswith(COUNTERS_PREFIX):
             self.counters = json.loads(line[len(COUNTERS_PREFIX) :])
             return
+        if line == READY and not self.serving.called:
+            self.serving.callback(True)
         self.log.info(
             "caps worker {pid}: {line}", pid=self.pid, line=line.decode("utf-8", "replace")
         )
@@ -96,6 +110,8 @@ class WorkerProtocol(ProcessProtocol):
             if rest:
                 self._relay(rest)
             self._buffers[fd] = b""
+        if not self.serving.called:
+            self.serving.callback(False)
         self.supervisor.worker_ended(self, reason)
         self.ended.callback(None)
 
@@ -111,6 +127,9 @@ class WorkersService(Service):
         self.listeners = CapsService(replace(config, metrics=None), reactor)
         self.metrics_port: IListeningPort | None = None
         self.workers: dict[int, WorkerProtocol] = {}
+        #: Workers a reload replaced, finishing their connections.
+        self.retiring: set[WorkerProtocol] = set()
+        self._reloading: Deferred[None] | None = None
         self._sockets: tuple[InheritedSocket, ...] = ()
         self._started_at: dict[int, float] = {}
         self._delays: dict[int, float] = {}
@@ -146,7 +165,7 @@ class WorkersService(Service):
             if protocol.counters is not None
         ]
 
-    def start_worker(self, index: int) -> None:
+    def start_worker(self, index: int) -> WorkerProtocol:
         """Spawn worker C{index}, handing it the listening sockets."""
         self._restarts.pop(index, None)
         spec_sockets = tuple(
@@ -156,7 +175,7 @@ class WorkersService(Service):
         child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         for i, inherited in enumerate(self._sockets):
             child_fds[FIRST_INHERITED_FD + i] = inherited.fd
-        argv = [sys.executable, "-m", "twisted_caps.worker"]
+        argv = [sys.executable, "-m", "twisted_caps.worker_process"]
         argv.append(encode_spec(self.config, spec_sockets, os.getpid()))
         protocol = WorkerProtocol(self, index)
         self._started_at[index] = self._reactor.seconds()
@@ -165,12 +184,21 @@ class WorkersService(Service):
         )
         self.workers[index] = protocol
         self.log.info("caps: worker {index} started, pid {pid}", index=index, pid=protocol.pid)
+        return protocol
 
     def worker_ended(self, protocol: WorkerProtocol, reason: Failure) -> None:
         """Forget an exited worker and, while running, start it again with back-off."""
         index = protocol.index
-        if self.workers.get(index) is protocol:
-            del self.workers[index]
+        if self.workers.get(index) is not protocol:
+            self.retiring.discard(protocol)
+            self.log.info(
+                "caps: worker {index} (pid {pid}) exited: {reason}; another serves in its place",
+                index=index,
+                pid=protocol.pid,
+                reason=reason.getErrorMessage(),
+            )
+            return
+        del self.workers[index]
         if not self.running:
             return
         if self._reactor.seconds() - self._started_at[index] < MIN_UPTIME:
@@ -188,6 +216,71 @@ class WorkersService(Service):
         )
         self._restarts[index] = self._reactor.callLater(delay, self.start_worker, index)
 
+    def reload(self) -> None:
+        """Replace every worker, one at a time, by a freshly started one."""
+        if self._reloading is not None:
+            self.log.info("caps: a reload is already under way: ignored")
+            return
+        self._reloading = Deferred.fromCoroutine(self._replace_workers())
+        self._reloading.addBoth(self._reloaded)
+
+    def _reloaded(self, result: object) -> None:
+        self._reloading = None
+        if isinstance(result, Failure):
+            self.log.failure("caps: reload failed", result)
+
+    async def _replace_workers(self) -> None:
+        for index in sorted(self.workers):
+            old = self.workers.get(index)
+            if old is None or not self.running:
+                continue
+            # From here the old worker is the reload's: stopService signals it too.
+            self.retiring.add(old)
+            new = self.start_worker(index)
+            serving = new.serving.addTimeout(READY_TIMEOUT, self._reactor)
+            try:
+                failure = None if await serving else "exited before serving"
+            except TimeoutError:
+                failure = f"did not serve within {READY_TIMEOUT}s"
+            if not self.running:
+                return
+            if failure is not None:
+                self._keep(old, new, failure)
+                return
+            self._retire(old)
+        self.log.info("caps: reload done: {count} workers replaced", count=len(self.workers))
+
+    def _keep(self, old: WorkerProtocol, new: WorkerProtocol, failure: str) -> None:
+        """A new worker did not serve: the old one stays, and the reload stops here."""
+        self.retiring.discard(old)
+        self._signal(new.transport, "KILL")
+        self.log.warn(
+            "caps: reload stopped: the new worker {index} (pid {pid}) {failure};"
+            " the old workers keep serving",
+            index=new.index,
+            pid=new.pid,
+            failure=failure,
+        )
+        if old.ended.called:
+            return  # it exited meanwhile: the failed new one's restart stands in
+        restart = self._restarts.pop(old.index, None)
+        if restart is not None:
+            restart.cancel()
+        self.workers[old.index] = old
+
+    def _retire(self, old: WorkerProtocol) -> None:
+        """Ask a replaced worker to finish its connections and exit; SIGKILL it if it lingers."""
+        if old.ended.called:
+            self.retiring.discard(old)
+            return
+        if old.transport is not None:
+            old.transport.write(RETIRE)
+        self._kill_if_lingering(old, 2 * self.config.shutdown_timeout + KILL_GRACE)
+
+    def _kill_if_lingering(self, protocol: WorkerProtocol, delay: float) -> None:
+        kill = self._reactor.callLater(delay, self._signal, protocol.transport, "KILL")
+        protocol.ended.addCallback(_cancel, kill)
+
     def stopService(self) -> Deferred[Any]:
         """Close the parent's sockets, SIGTERM every worker and wait for all to exit."""
         super().stopService()
@@ -195,14 +288,11 @@ class WorkersService(Service):
             restart.cancel()
         self._restarts.clear()
         stopped = self.listeners.stopService()
-        ended = [protocol.ended for protocol in self.workers.values()]
-        for protocol in self.workers.values():
+        everyone = [*self.workers.values(), *self.retiring]
+        for protocol in everyone:
             self._signal(protocol.transport, "TERM")
-            kill = self._reactor.callLater(
-                self.config.shutdown_timeout + KILL_GRACE, self._signal, protocol.transport, "KILL"
-            )
-            protocol.ended.addCallback(_cancel, kill)
-        return DeferredList([stopped, *ended], consumeErrors=True)
+            self._kill_if_lingering(protocol, self.config.shutdown_timeout + KILL_GRACE)
+        return DeferredList([stopped, *(p.ended for p in everyone)], consumeErrors=True)
 
     @staticmethod
     def _signal(process: IProcessTransport | None, name: str) -> None:

@@ -1,74 +1,33 @@
 """
-Tests for L{twisted_caps.workers} and L{twisted_caps.worker}: C{--workers N}
-as separate processes, supervised by the twistd process.
+Tests for L{twisted_caps.supervisor}: C{--workers N} as separate
+processes, supervised by the twistd process.
 """
 
-import json
 import os
 import re
 import signal
 import socket
 import subprocess
-import sys
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import (
     HOST,
-    Daemon,
     assert_one_line_usage_error,
     course_tcp_client,
     course_udp_client,
+    exited,
+    kill_at_cleanup,
+    running_workers,
     scrape,
-    start_process,
+    start_workers,
     twistd,
     wait_for,
 )
-from twisted_caps.config import CapsConfig, TcpListener, UdpListener
-from twisted_caps.service import InheritedSocket
+from twisted_caps.supervisor import WorkersService
 from twisted_caps.tap import Options, makeService
-from twisted_caps.worker import decode_spec, encode_spec
-from twisted_caps.workers import WorkersService
 
-WORKERS = ("--workers", "2", "-i", HOST, "-p", "0")
-STARTED = re.compile(rb"caps: worker (\d+) started, pid (\d+)")
 CLOSED = re.compile(rb"caps worker (\d+): caps: \S+ closed after")
-
-
-def running_workers(daemon: Daemon) -> dict[int, int]:
-    """Worker index to pid, from the latest "worker N started" line of each."""
-    return {int(i): int(pid) for i, pid in STARTED.findall(daemon.output)}
-
-
-def exited(pid: int) -> bool:
-    """Whether process C{pid} is gone (or a zombie nobody has reaped yet)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
-
-
-def kill_at_cleanup(case: SynchronousTestCase, pids: list[int]) -> None:
-    """SIGKILL whichever of C{pids} is still alive when the test ends."""
-
-    def kill() -> None:
-        for pid in pids:
-            if not exited(pid):
-                os.kill(pid, signal.SIGKILL)
-
-    case.addCleanup(kill)
-
-
-def start_workers(case: SynchronousTestCase, *argv: str) -> tuple[Daemon, dict[int, int]]:
-    """Start C{twistd caps --workers 2} and wait until both workers serve."""
-    daemon = start_process(case, twistd(*WORKERS, *argv))
-    wait_for(lambda: len(running_workers(daemon)) == 2)
-    workers = running_workers(daemon)
-    kill_at_cleanup(case, list(workers.values()))
-    serving = [f"caps worker {pid}: caps: serving".encode() for pid in workers.values()]
-    wait_for(lambda: all(line in daemon.output for line in serving))
-    return daemon, workers
 
 
 def exchange_concurrently(port: int, count: int) -> None:
@@ -82,13 +41,6 @@ def exchange_concurrently(port: int, count: int) -> None:
     finally:
         for client in clients:
             client.close()
-
-
-def stop_popen(process: "subprocess.Popen[bytes]") -> None:
-    """Kill C{process} if it still runs, and reap it."""
-    if process.poll() is None:
-        process.kill()
-    process.wait()
 
 
 METRICS = re.compile(rb"serving metrics on 127\.0\.0\.1:(\d+)")
@@ -173,74 +125,6 @@ class WorkerProcessTests(TestCase):
         wait_for(lambda: all(exited(pid) for pid in workers.values()))
 
 
-class WorkerEntryPointTests(TestCase):
-    def test_worker_serves_an_inherited_socket_until_stdin_ends(self) -> None:
-        """
-        Without the parent-death signal (the spec names this test as the
-        parent, which lives on), end of input on stdin alone stops the worker.
-        """
-        listening = socket.socket()
-        self.addCleanup(listening.close)
-        listening.bind((HOST, 0))
-        listening.listen()
-        port = listening.getsockname()[1]
-        config = CapsConfig(tcp=(), udp=(), shutdown_timeout=1)
-        inherited = (InheritedSocket("TCP", listening.fileno(), socket.AF_INET),)
-        spec = encode_spec(config, inherited, os.getpid())
-        log_path = self.mktemp()
-        with open(log_path, "wb") as log:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "twisted_caps.worker", spec],
-                stdin=subprocess.PIPE,
-                stdout=log,
-                stderr=log,
-                pass_fds=(listening.fileno(),),
-            )
-        self.addCleanup(stop_popen, worker)
-        listening.close()
-        self.assertEqual(course_tcp_client(port, b"inherited"), b"INHERITED")
-        assert worker.stdin is not None
-        worker.stdin.close()
-        self.assertEqual(worker.wait(timeout=20), 0)
-        with open(log_path, "rb") as log:
-            self.assertIn(f"serving TCP on {HOST}:{port}".encode(), log.read())
-
-
-class SpecTests(SynchronousTestCase):
-    def test_spec_round_trips_settings_and_sockets(self) -> None:
-        config = CapsConfig(
-            tcp=(TcpListener("tcp:0"),),
-            udp=(UdpListener("", 0),),
-            once=True,
-            max_connections=0,
-            max_per_peer=7,
-            idle_timeout=3.5,
-            udp_rate=9,
-            shutdown_timeout=2,
-            workers=2,
-        )
-        sockets = (InheritedSocket("TCP", 3, socket.AF_INET6), InheritedSocket("UDP", 4, 2))
-        decoded, decoded_sockets, parent, reports = decode_spec(encode_spec(config, sockets, 42))
-        self.assertEqual(
-            decoded,
-            CapsConfig(
-                tcp=(),
-                udp=(),
-                once=True,
-                max_per_peer=7,
-                idle_timeout=3.5,
-                udp_rate=9,
-                shutdown_timeout=2,
-            ),
-        )
-        self.assertEqual((decoded_sockets, parent, reports), (sockets, 42, False))
-
-    def test_max_connections_is_shared_out_among_workers(self) -> None:
-        config = CapsConfig(tcp=(), udp=(), max_connections=1001, workers=4)
-        spec = json.loads(encode_spec(config, (), 1))
-        self.assertEqual(spec["config"]["max_connections"], 251)
-
-
 class WorkersOptionsTests(SynchronousTestCase):
     def assertUsageError(self, argv: list[str], *fragments: str) -> None:
         assert_one_line_usage_error(self, argv, "caps: --workers", *fragments)
@@ -249,13 +133,13 @@ class WorkersOptionsTests(SynchronousTestCase):
         options = Options()
         options.parseOptions([])
         self.assertEqual(options.config.workers, 1)
-        self.assertNotIsInstance(makeService(options), WorkersService)
+        self.assertNotIsInstance(makeService(options).serving, WorkersService)
 
     def test_several_workers_are_supervised(self) -> None:
         options = Options()
         options.parseOptions(["--workers", "3", "--tcp", "unix:caps.sock"])
         self.assertEqual(options.config.workers, 3)
-        self.assertIsInstance(makeService(options), WorkersService)
+        self.assertIsInstance(makeService(options).serving, WorkersService)
 
     def test_workers_must_be_a_count_of_one_or_more(self) -> None:
         for text in ("0", "abc", "-1", ""):
