@@ -134,7 +134,7 @@ class UDPPortsTaken:
             self.refused.append(port)
             in_use = OSError(errno.EADDRINUSE, "Address already in use")
             raise CannotListenError(interface, port, in_use)
-        return reactor.listenUDP(port, protocol, interface=interface)
+        return reactor.listenUDP(port, protocol, interface=interface)  # type: ignore[attr-defined]
 
 
 class SharedPortTests(TestCase):
