@@ -44,17 +44,18 @@ class WholeNumberTests(SynchronousTestCase):
 class SecondsTests(SynchronousTestCase):
     def test_decimals(self) -> None:
         for text, value in (("0", 0.0), ("1.5", 1.5), (".5", 0.5), ("2.", 2.0)):
-            self.assertEqual(seconds(text, "--t", 0, "s"), value)
-        self.assertEqual(seconds(str(MAX_SECONDS), "--t", 0, "s"), MAX_SECONDS)
+            self.assertEqual(seconds(text, "--t", "s"), value)
+        self.assertEqual(seconds(str(MAX_SECONDS), "--t", "s"), MAX_SECONDS)
 
     def test_float_spellings_are_refused(self) -> None:
         for text in (*LENIENT, "nan", "inf", "-inf", "1e400", "1e3", "-1", "1.2.3", "."):
             self.assertRaises(usage.UsageError, seconds, text, "--t", 0, "s")
 
-    def test_above_a_year_or_at_an_exclusive_lowest_is_refused(self) -> None:
-        self.assertRaises(usage.UsageError, seconds, str(MAX_SECONDS + 1), "--t", 0, "s")
-        self.assertRaises(usage.UsageError, seconds, "0", "--t", 0.0001, "s")
-        self.assertRaises(usage.UsageError, seconds, "0.0", "--t", 1e-9, "s")
+    def test_above_a_year_or_zero_when_positive_is_refused(self) -> None:
+        self.assertRaises(usage.UsageError, seconds, str(MAX_SECONDS + 1), "--t", "s")
+        for zero in ("0", "0.0", "000.000"):
+            self.assertRaises(usage.UsageError, seconds, zero, "--t", "s", positive=True)
+        self.assertEqual(seconds("0.001", "--t", "s", positive=True), 0.001)
 
 
 class OneLineTests(SynchronousTestCase):
@@ -70,7 +71,7 @@ class OneLineTests(SynchronousTestCase):
         """No text makes the number parsers raise anything but a one-line usage error."""
         for parse in (
             lambda: whole_number(text, "--n", 0, 10**9, "n"),
-            lambda: seconds(text, "--s", 0, "s"),
+            lambda: seconds(text, "--s", "s"),
         ):
             try:
                 parse()

@@ -209,7 +209,10 @@ def _check_systemd(values: dict[str, str]) -> None:
 def _check_tls(values: dict[str, str]) -> None:
     """Name the file that is unreadable or not PEM, or the key that does not match."""
     try:
-        from OpenSSL import SSL, crypto
+        from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives import serialization
+        from OpenSSL import SSL
     except ImportError:
         raise ValueError("TLS needs pyOpenSSL: pip install 'twisted-caps[tls]'") from None
     method = values.get("sslmethod")
@@ -222,22 +225,22 @@ def _check_tls(values: dict[str, str]) -> None:
         if extra in values:
             _read(values[extra], extra)
     try:
-        certificate = crypto.load_certificate(crypto.FILETYPE_PEM, cert_pem)
-    except crypto.Error as error:
-        raise ValueError(f"certKey {cert_path}: not a PEM certificate{_reason(error)}") from None
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise ValueError(f"certKey {cert_path}: not a PEM certificate") from None
     try:
-        key = crypto.load_privatekey(crypto.FILETYPE_PEM, key_pem)
-    except crypto.Error as error:
-        raise ValueError(f"privateKey {key_path}: not a PEM private key{_reason(error)}") from None
-    context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    try:
-        context.use_certificate(certificate)
-        context.use_privatekey(key)
-        context.check_privatekey()
-    except SSL.Error as error:
-        raise ValueError(
-            f"privateKey {key_path} does not match certKey {cert_path}{_reason(error)}"
-        ) from None
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except TypeError:
+        message = f"privateKey {key_path}: encrypted (give the key without a passphrase)"
+        raise ValueError(message) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise ValueError(f"privateKey {key_path}: not a PEM private key") from None
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    if key.public_key().public_bytes(encoding, public) != certificate.public_key().public_bytes(
+        encoding, public
+    ):
+        raise ValueError(f"privateKey {key_path} does not match certKey {cert_path}")
 
 
 def _read(path: str, what: str) -> bytes:
@@ -246,10 +249,3 @@ def _read(path: str, what: str) -> bytes:
             return file.read()
     except OSError as error:
         raise ValueError(f"{what} {path}: {error.strerror}") from None
-
-
-def _reason(error: Exception) -> str:
-    """OpenSSL's reasons from its error tuples, as C{" (reason; reason)"}."""
-    entries = error.args[0] if error.args and isinstance(error.args[0], list) else []
-    reasons = [e[2] for e in entries if isinstance(e, tuple) and len(e) == 3 and e[2]]
-    return f" ({'; '.join(reasons)})" if reasons else ""

@@ -56,16 +56,15 @@ def whole_number(text: str, option: str, lowest: int, highest: int, meaning: str
     raise usage.UsageError(f"{option}: {quoted(text)} is not {meaning}")
 
 
-def seconds(text: str, option: str, lowest: float, meaning: str) -> float:
+def seconds(text: str, option: str, meaning: str, positive: bool = False) -> float:
     """
-    Return C{text}, decimal digits with at most one point, as seconds from
-    C{lowest} (inclusive when 0, exclusive otherwise) to L{MAX_SECONDS}, or
-    raise a one-line usage error: "OPTION: 'TEXT' is not MEANING".
+    Return C{text}, decimal digits with at most one point, as seconds from 0
+    (more than 0 if C{positive}) to L{MAX_SECONDS}, or raise a one-line
+    usage error: "OPTION: 'TEXT' is not MEANING".
     """
     if _DECIMAL.fullmatch(text):
         value = float(text)
-        above_lowest = value >= lowest if lowest == 0 else value > lowest
-        if above_lowest and value <= MAX_SECONDS:
+        if (value > 0 or not positive) and value <= MAX_SECONDS:
             return value
     raise usage.UsageError(f"{option}: {quoted(text)} is not {meaning}")
 

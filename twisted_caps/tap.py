@@ -196,7 +196,7 @@ def parse_count(text: str, option: str) -> int:
 
 def parse_seconds(text: str, option: str) -> float:
     """Return C{text} as seconds from 0 to L{MAX_SECONDS}, or raise a usage error."""
-    return seconds(text, option, 0, f"a number of seconds (0-{MAX_SECONDS})")
+    return seconds(text, option, f"a number of seconds (0-{MAX_SECONDS})")
 
 
 #: The endpoint types whose listening sockets workers can inherit and adopt.
