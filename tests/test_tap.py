@@ -5,6 +5,7 @@ from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, U
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_caps.config import UdpListener
+from twisted_caps.endpoint_strings import with_default_backlog
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options, makeService
 
@@ -51,7 +52,10 @@ class OptionsTests(SynchronousTestCase):
 
     def test_tcp_endpoints_replace_the_default_and_repeat(self) -> None:
         config = parse("--tcp", "tcp:5000", "--tcp", "unix:/tmp/caps.sock").config
-        self.assertEqual([t.description for t in config.tcp], ["tcp:5000", "unix:/tmp/caps.sock"])
+        self.assertEqual(
+            [t.description for t in config.tcp],
+            ["tcp:5000:backlog=1024", "unix:/tmp/caps.sock:backlog=1024"],
+        )
         self.assertIsInstance(config.tcp[1].endpoint(reactor), UNIXServerEndpoint)
 
     def test_udp_addresses(self) -> None:
@@ -128,6 +132,16 @@ class OptionsTests(SynchronousTestCase):
 
     def test_unknown_option_is_one_line(self) -> None:
         self.assertUsageError(["--bogus"], "--bogus")
+
+    def test_every_listener_gets_the_daemons_backlog_unless_it_names_one(self) -> None:
+        """--tcp tcp:1200 queues 1024 pending connections like the default listener, not 50."""
+        config = parse("--tcp", "haproxy:tcp:1200", "--tcp", "tcp6:1201:backlog=64").config
+        self.assertEqual(
+            [t.description for t in config.tcp],
+            ["haproxy:tcp:1200:backlog=1024", "tcp6:1201:backlog=64"],
+        )
+        for description in ("systemd:domain=INET:index=0",):
+            self.assertEqual(with_default_backlog(description, 1024), description)
 
     def test_unicode_and_huge_numbers_are_one_line(self) -> None:
         """Issue 12 item 7: superscripts and 5,000 digits are usage errors, not tracebacks."""

@@ -138,6 +138,21 @@ def with_port(description: str, port: int) -> str:
     return EndpointString(parts.kind, (), tuple(values.items())).join()
 
 
+def with_default_backlog(description: str, backlog: int) -> str:
+    """
+    C{description} with C{backlog=BACKLOG} added when it listens itself
+    (C{tcp:}, C{tcp6:}, C{ssl:}, C{unix:}, also behind C{haproxy:}) and
+    names no backlog: Twisted's default of 50 is the daemon's default for
+    no listener. C{description} must have passed L{check}.
+    """
+    inner = description.removeprefix("haproxy:")
+    parts = EndpointString.split(inner)
+    listens = parts.kind in IP_TYPES or parts.kind == "unix"
+    if not listens or any(name == "backlog" for name, _ in parts.kwargs):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
 def check(description: str) -> None:
     """
     Check the values of a server endpoint string that Twisted would only

@@ -25,8 +25,9 @@ from twisted_caps.option_values import (
 from twisted_caps.service import CapsService
 
 DEFAULT_PORT = 1200
-#: Pending connections the kernel may queue: Twisted's default of 50 drops
-#: SYNs when hundreds of clients connect at once (they retry after a second).
+#: Pending connections the kernel may queue, on every listener that names
+#: no backlog of its own: Twisted's default of 50 drops SYNs when hundreds
+#: of clients connect at once (they retry after a second).
 BACKLOG = 1024
 #: The most a count option takes: more than a process can hold descriptors
 #: (Linux caps fs.nr_open at 2**30), so no real limit is out of reach.
@@ -162,7 +163,7 @@ class Options(HelpfulOptions):
         workers = parse_workers(self["workers"], self["tcp"])
         if not self["no-tcp"]:
             descriptions = self["tcp"] or [default_tcp_description(interface, port)]
-            tcp = tuple(parse_tcp_listener(d, "--tcp") for d in descriptions)
+            tcp = tuple(parse_tcp_listener(d, "--tcp", BACKLOG) for d in descriptions)
         if not self["no-udp"]:
             udp = tuple(parse_udp_listener(a) for a in self["udp"]) or (
                 UdpListener(interface, port),
@@ -225,13 +226,19 @@ def default_tcp_description(interface: str, port: int) -> str:
     return f"tcp:{port}:interface={interface or '0.0.0.0'}:backlog={BACKLOG}"
 
 
-def parse_tcp_listener(description: str, option: str) -> TcpListener:
-    """Check a server endpoint string; any problem is one usage error line."""
+def parse_tcp_listener(description: str, option: str, backlog: int | None = None) -> TcpListener:
+    """
+    Check a server endpoint string; any problem is one usage error line.
+    With C{backlog}, a listener that names no backlog of its own gets it.
+    """
     from twisted.internet import reactor
 
-    listener = TcpListener(description)
     try:
         endpoint_strings.check(description)
+        queued = description
+        if backlog is not None:
+            queued = endpoint_strings.with_default_backlog(description, backlog)
+        listener = TcpListener(queued)
         listener.endpoint(reactor)
     except ValueError as error:
         raise usage.UsageError(f"{option} {description}: {error}") from None
