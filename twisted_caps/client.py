@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_caps import __version__
+from twisted_caps.endpoint_strings import read_pem_file
 from twisted_caps.help_text import HelpfulOptions
 from twisted_caps.option_values import MAX_SECONDS, one_line, port_number, seconds
 
@@ -97,13 +98,15 @@ def tls_client_options(host: str, ca_file: str | None = None) -> IOpenSSLClientC
     TLS settings that accept only a certificate for C{host} (a DNS name or
     an IP address) signed by the CA in the PEM file C{ca_file}, or by one
     the system trusts when C{ca_file} is None. Needs the C{tls} extra.
+
+    @raise ValueError: with one line, if C{ca_file} cannot be read or is
+        not a regular file of at most 1 MiB.
     """
     from twisted.internet import ssl
 
     trust: Any = ssl.platformTrust()
     if ca_file is not None:
-        with open(ca_file, "rb") as pem:
-            trust = ssl.Certificate.loadPEM(pem.read())
+        trust = ssl.Certificate.loadPEM(read_pem_file(ca_file, "--ca"))
     creator: IOpenSSLClientConnectionCreator = ssl.optionsForClientTLS(host, trustRoot=trust)
     return creator
 
@@ -357,10 +360,11 @@ def _tls_options_for(options: ClientOptions) -> IOpenSSLClientConnectionCreator:
         ) from None
     try:
         return tls_client_options(options["host"], options["ca"])
-    except OSError as failure:
-        raise SystemExit(f"caps-client: --ca: {failure.strerror}: {failure.filename}") from None
+    except ValueError as failure:
+        raise SystemExit(one_line(f"caps-client: {failure}")) from None
     except crypto.Error:
-        raise SystemExit(f"caps-client: --ca {options['ca']}: not a PEM certificate") from None
+        message = f"caps-client: --ca {options['ca']}: not a PEM certificate"
+        raise SystemExit(one_line(message)) from None
 
 
 async def run(reactor: Any, options: ClientOptions) -> None:

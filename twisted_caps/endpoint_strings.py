@@ -15,6 +15,7 @@ escaping the next character.
 """
 
 import os
+import stat
 from dataclasses import dataclass
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
@@ -24,6 +25,8 @@ from twisted_caps.option_values import port_number, quoted, whole_number
 
 #: A UNIX socket path longer than this does not fit in C{sockaddr_un}.
 MAX_UNIX_PATH_BYTES = 107
+#: The largest certificate, key or chain file read: far more than any chain.
+MAX_PEM_BYTES = 1024 * 1024
 #: The backlog C{listen(2)} can be given (the kernel caps it at somaxconn).
 MAX_BACKLOG = 65535
 #: The endpoint types that listen on an IP port, and their parameter names.
@@ -235,10 +238,10 @@ def _check_tls(values: dict[str, str]) -> None:
         raise ValueError(f"sslmethod: {quoted(method)} is not an OpenSSL method (TLS_METHOD)")
     key_path = values.get("privateKey", "server.pem")
     cert_path = values.get("certKey", key_path)
-    key_pem, cert_pem = _read(key_path, "privateKey"), _read(cert_path, "certKey")
+    key_pem, cert_pem = read_pem_file(key_path, "privateKey"), read_pem_file(cert_path, "certKey")
     for extra in ("extraCertChain", "dhParameters"):
         if extra in values:
-            _read(values[extra], extra)
+            read_pem_file(values[extra], extra)
     try:
         certificate = x509.load_pem_x509_certificate(cert_pem)
     except ValueError:
@@ -246,7 +249,7 @@ def _check_tls(values: dict[str, str]) -> None:
     try:
         key = serialization.load_pem_private_key(key_pem, password=None)
     except TypeError:
-        message = f"privateKey {key_path}: encrypted (give the key without a passphrase)"
+        message = f"privateKey {key_path}: encrypted (give it without a passphrase)"
         raise ValueError(message) from None
     except (ValueError, UnsupportedAlgorithm):
         raise ValueError(f"privateKey {key_path}: not a PEM private key") from None
@@ -258,9 +261,26 @@ def _check_tls(values: dict[str, str]) -> None:
         raise ValueError(f"privateKey {key_path} does not match certKey {cert_path}")
 
 
-def _read(path: str, what: str) -> bytes:
+def read_pem_file(path: str, what: str) -> bytes:
+    """
+    Read the PEM file C{path} (named C{what} in errors) if it is a regular
+    file of at most L{MAX_PEM_BYTES}: C{/dev/zero} or a FIFO would otherwise
+    fill the memory or block start-up.
+
+    @raise ValueError: with one line naming C{what} and C{path}.
+    """
     try:
-        with open(path, "rb") as file:
-            return file.read()
+        with open(path, "rb", opener=_open_without_blocking) as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ValueError(f"{what}: not a regular file: {path}")
+            content = file.read(MAX_PEM_BYTES + 1)
     except OSError as error:
-        raise ValueError(f"{what} {path}: {error.strerror}") from None
+        raise ValueError(f"{what}: {error.strerror or error}: {path}") from None
+    if len(content) > MAX_PEM_BYTES:
+        raise ValueError(f"{what}: larger than {MAX_PEM_BYTES // 1024} KiB, not PEM: {path}")
+    return content
+
+
+def _open_without_blocking(path: str, flags: int) -> int:
+    """Open for reading without waiting for a writer, as opening a FIFO would."""
+    return os.open(path, flags | os.O_NONBLOCK)
