@@ -22,6 +22,8 @@ from twisted.python import usage
 MAX_DIGITS = 20
 #: How much of a refused value the error line quotes.
 MAX_QUOTED = 40
+#: The longest error line: an endpoint string of any length is cut to this.
+MAX_LINE = 300
 #: The longest wait an option accepts, in seconds: a year. A longer idle
 #: timeout is "never" in practice (say 0), and it keeps every delay far
 #: inside what the reactor and the kernel's poll timeouts can represent.
@@ -78,6 +80,9 @@ def one_line(message: str) -> str:
     """
     C{message} with every character that is not printable (a newline, a
     terminal escape, an undecodable byte) escaped, so an error is one line
-    whatever text it quotes.
+    whatever text it quotes, and cut to L{MAX_LINE} characters.
     """
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    line = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    if len(line) > MAX_LINE:
+        return line[: MAX_LINE - 3] + "..."
+    return line
