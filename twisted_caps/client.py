@@ -37,7 +37,7 @@ from zope.interface import implementer
 from twisted_caps import __version__
 from twisted_caps.endpoint_strings import read_pem_file
 from twisted_caps.help_text import HelpfulOptions
-from twisted_caps.option_values import MAX_SECONDS, one_line, port_number, seconds
+from twisted_caps.option_values import MAX_SECONDS, one_line, port_number, quoted, seconds
 
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_UDP_RETRIES = 2
@@ -261,7 +261,9 @@ def capitalize_over_udp(
         protocol.send()
         return await protocol.reply
 
-    return ensureDeferred(exchange())
+    result = ensureDeferred(exchange())
+    # The name lookup counts too: a resolver that never answers cannot hold the caller.
+    return result.addTimeout(timeout, reactor, onTimeoutCancel=_no_reply_from(host, port))
 
 
 def _no_reply_from(host: str, port: int) -> Any:
@@ -320,6 +322,9 @@ class ClientOptions(HelpfulOptions):
         self["text"] = list(text)
 
     def postOptions(self) -> None:
+        host = self["host"]
+        if not (isIPAddress(host) or isIPv6Address(host) or _is_host_name(host)):
+            raise usage.UsageError(f"--host: {quoted(host)} is not a host name or IP address")
         self["port"] = port_number(self["port"], "--port", lowest=1)
         meaning = f"a number of seconds (more than 0, at most {MAX_SECONDS})"
         self["timeout"] = seconds(self["timeout"], "--timeout", meaning, positive=True)
@@ -327,6 +332,19 @@ class ClientOptions(HelpfulOptions):
             raise usage.UsageError("--tls works over TCP only, not with --udp")
         if self["ca"] is not None and not self["tls"]:
             raise usage.UsageError("--ca needs --tls")
+
+
+def _is_host_name(host: str) -> bool:
+    """
+    Whether C{host} can be looked up: the resolver encodes it as IDNA, and
+    a name it cannot encode (a label over 63 characters, an empty one) fails
+    inside Twisted's resolver thread without ever answering.
+    """
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:
+        return False
+    return 0 < len(encoded) <= 253 and all(0x20 < c < 0x7F for c in encoded)
 
 
 class NoReplyError(Exception):

@@ -153,6 +153,9 @@ class RealProcessTests(SynchronousTestCase):
             (("-p", "9" * 5000), b"--port: '9999"),
             (("-t", "1e400"), b"--timeout: '1e400'"),
             (("--ca", "/dev/zero", "--tls"), b"--ca: not a regular file: /dev/zero"),
+            # A label over 63 characters made Twisted's resolver never answer, over UDP.
+            (("-u", "--host", "a" * 300), b"--host: 'aaaa"),
+            (("--host", ""), b"--host: '' is not a host name"),
         ):
             done = run(caps_client(*argv, "x"))
             self.assertOneLineRefusal(done, b"caps-client: ", fragment)
