@@ -125,6 +125,15 @@ class RealProcessTests(SynchronousTestCase):
         self.assertOneLineRefusal(done, b"caps: --tcp tcp:\\n\\x1b[2J1200")
         self.assertNotIn(b"\x1b", done.stderr)
 
+    def test_bytes_that_are_not_utf8_are_quoted(self) -> None:
+        """argv is bytes: one that is not UTF-8 is shown escaped, in one line."""
+        command = [os.fsencode(word) for word in twistd(*LOOPBACK)]
+        for option in (b"--port", b"--tcp", b"--udp", b"--interface"):
+            done = subprocess.run(
+                [*command, option, b"12\xff\xfe"], capture_output=True, timeout=60
+            )
+            self.assertOneLineRefusal(done, b"caps: " + option, b"\\udcff")
+
     def test_bad_endpoint_port_is_refused_before_any_listener_opens(self) -> None:
         """--tcp tcp:99999 after a UNIX listener: refused at once, the socket never created."""
         folder = Path(self.mktemp())
@@ -280,7 +289,12 @@ def parse_client(argv: list[str]) -> None:
         ClientOptions().parseOptions(argv)
 
 
-text = st.text(max_size=60) | st.sampled_from(HOSTILE_NUMBERS)
+#: Any text, the hostile numbers, and bytes that are not UTF-8 as argv carries them.
+text = (
+    st.text(max_size=60)
+    | st.sampled_from(HOSTILE_NUMBERS)
+    | st.binary(max_size=30).map(os.fsdecode)
+)
 endpoint = st.builds(
     str.__add__,
     st.sampled_from(["tcp:", "tcp6:", "ssl:", "unix:", "haproxy:tcp:", "systemd:", "tcp:0:"]),
