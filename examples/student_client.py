@@ -8,7 +8,7 @@ import sys
 from socket import AF_INET, SOCK_STREAM, socket
 
 server_name = sys.argv[1] if len(sys.argv) > 1 else "localhost"
-server_port = int(sys.argv[2]) if len(sys.argv) > 2 else 12000
+server_port = int(sys.argv[2]) if len(sys.argv) > 2 else 1200
 client_socket = socket(AF_INET, SOCK_STREAM)
 client_socket.connect((server_name, server_port))
 client_socket.send(b"hello world")

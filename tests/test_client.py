@@ -1,16 +1,26 @@
 """Tests for L{twisted_caps.client}: the library and the caps-client command."""
 
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 from twisted.internet import error, reactor
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import Clock
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import port_of, start_in_reactor
-from twisted_caps.client import _DatagramExchange, capitalize_over_tcp, capitalize_over_udp
+from tests.certificates import make_server_files
+from tests.servers import KeptProtocols, port_of, ready_within, start_in_reactor, wait_for
+from twisted_caps.client import (
+    PROMPT,
+    _DatagramExchange,
+    capitalize_over_tcp,
+    capitalize_over_udp,
+)
 
 HOST = "127.0.0.1"
 
@@ -163,3 +173,163 @@ class CommandTests(TestCase):
         self.assertEqual(code, 1)
         self.assertEqual(err.count(b"\n"), 1)
         self.assertIn(b"--port", err)
+
+
+class ResetOnData(Protocol):
+    """A server that answers any text with a TCP reset."""
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.abortConnection()  # type: ignore[attr-defined]
+
+
+def caps_client_command(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "twisted_caps.client", *argv]
+
+
+class CommandFailureTests(TestCase):
+    """Issue 13: every way the client can fail is one line on stderr and a documented status."""
+
+    async def caps_client(self, *argv: str) -> tuple[bytes, bytes, int]:
+        done = await deferToThread(
+            subprocess.run, caps_client_command(*argv), capture_output=True, timeout=30
+        )
+        return done.stdout, done.stderr, done.returncode
+
+    async def test_reset_by_the_server_is_one_line_and_status_1(self) -> None:
+        """A reset is 'connection reset by HOST:PORT' and status 1, not a 14-line traceback."""
+        factory = KeptProtocols(ResetOnData)
+        port = reactor.listenTCP(0, factory, interface=HOST)
+        self.addCleanup(port.stopListening)
+        number = port.getHost().port  # type: ignore[attr-defined]
+        out, err, code = await self.caps_client("--host", HOST, "-p", str(number), "x")
+        self.assertEqual(
+            (out, err, code),
+            (b"", f"caps-client: connection reset by {HOST}:{number}\n".encode(), 1),
+        )
+
+    async def test_tls_server_without_tls_is_an_error(self) -> None:
+        """A TLS server asked in plain TCP: status 1 and a hint, not a blank line and 0."""
+        files = make_server_files(self.mktemp())
+        ssl = f"ssl:0:interface={HOST}:privateKey={files.key}:certKey={files.certificate}"
+        number = port_of(start_in_reactor(self, "--no-udp", "--tcp", ssl), "TCP")
+        out, err, code = await self.caps_client("--host", HOST, "-p", str(number), "hello")
+        self.assertEqual((out, code), (b"", 1))
+        self.assertEqual(
+            err,
+            f"caps-client: {HOST}:{number} closed the connection without a reply"
+            " (if it serves TLS, use --tls)\n".encode(),
+        )
+
+    async def test_bad_numbers_are_one_line_without_python_words(self) -> None:
+        for argv, message in (
+            (("-p", "abc"), "--port: 'abc' is not a port number (1-65535)"),
+            (("-p", "0"), "--port: '0' is not a port number (1-65535)"),
+            (("-p", "\u00b2"), "--port: '\u00b2' is not a port number (1-65535)"),
+            (("-t", "nan"), "--timeout: 'nan' is not a number of seconds"),
+            (("-t", "0"), "--timeout: '0' is not a number of seconds"),
+        ):
+            out, err, code = await self.caps_client(*argv, "x")
+            self.assertEqual((out, code), (b"", 1))
+            self.assertEqual(err.count(b"\n"), 1, err)
+            self.assertTrue(err.startswith(f"caps-client: {message}".encode()), err)
+
+    async def test_one_second_is_singular(self) -> None:
+        silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(silent.close)
+        silent.bind((HOST, 0))
+        number = silent.getsockname()[1]
+        _, err, code = await self.caps_client(
+            "--host", HOST, "-p", str(number), "-u", "-t", "1", "x"
+        )
+        self.assertEqual(
+            (err, code),
+            (f"caps-client: no reply from {HOST}:{number} within 1 second\n".encode(), 1),
+        )
+
+
+class CommandTerminalTests(SynchronousTestCase):
+    """The client at a terminal (a pseudo-terminal here) and in a pipe."""
+
+    def interactive_client(self) -> tuple[subprocess.Popen[bytes], int]:
+        """Start the client with a terminal as stdin and stdout; wait for its prompt."""
+        main, terminal = os.openpty()
+        self.addCleanup(os.close, main)
+        process = subprocess.Popen(
+            caps_client_command("--host", HOST, "-p", "1"),
+            stdin=terminal,
+            stdout=terminal,
+            stderr=subprocess.PIPE,
+        )
+        os.close(terminal)
+        self.addCleanup(_reap, process)
+        shown = b""
+        deadline = time.monotonic() + 20
+        while PROMPT not in shown and time.monotonic() < deadline:
+            if ready_within(main, 1, 0.5):  # POLLIN
+                shown += os.read(main, 1024)
+        self.assertIn(PROMPT, shown)
+        return process, main
+
+    def test_ctrl_c_ends_the_client_by_sigint(self) -> None:
+        """Ctrl-C at the prompt ends the client by SIGINT (130 in a shell), silently."""
+        process, _ = self.interactive_client()
+        process.send_signal(signal.SIGINT)
+        self.assertEqual(process.wait(timeout=10), -signal.SIGINT)
+        assert process.stderr is not None
+        self.assertEqual(process.stderr.read(), b"")
+
+    def test_ctrl_d_ends_the_prompt_line(self) -> None:
+        """Ctrl-D at the prompt exits 0 with the cursor on a new line."""
+        process, main = self.interactive_client()
+        os.write(main, b"\x04")
+        self.assertEqual(process.wait(timeout=10), 0)
+        shown = b""
+        while ready_within(main, 1, 0.2):
+            try:
+                shown += os.read(main, 1024)
+            except OSError:  # the terminal is closed once the client is gone
+                break
+        self.assertTrue(shown.endswith(b"\n"), shown)
+
+    def test_help_into_a_closed_pipe_is_quiet(self) -> None:
+        """caps-client --help | head -2: no BrokenPipeError, status 0."""
+        process = subprocess.Popen(
+            caps_client_command("--help"), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        self.addCleanup(_reap, process)
+        assert process.stdout is not None and process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()
+        self.assertEqual(process.wait(timeout=20), 0)
+        self.assertTrue(first.startswith(b"Usage: caps-client "), first)
+        self.assertEqual(process.stderr.read(), b"")
+
+    def test_sigterm_ends_the_client_by_sigterm(self) -> None:
+        process = subprocess.Popen(
+            caps_client_command("--host", HOST, "-p", "1"),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.addCleanup(_reap, process)
+        wait_for(lambda: _has_reactor_thread(process.pid))
+        process.terminate()
+        self.assertEqual(process.wait(timeout=10), -signal.SIGTERM)
+
+
+def _has_reactor_thread(pid: int) -> bool:
+    """The client is reading standard input in a thread: its reactor runs."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/task")) > 1
+    except FileNotFoundError:
+        return False
+
+
+def _reap(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+    for pipe in (process.stdout, process.stderr, process.stdin):
+        if pipe is not None:
+            pipe.close()

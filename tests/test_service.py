@@ -1,17 +1,19 @@
 """Tests for L{twisted_caps.service}."""
 
+import errno
 import socket
 from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from twisted_caps.config import CapsConfig
 from twisted_caps.datagram import CapsDatagramProtocol
-from twisted_caps.service import CapsService, ListenError
+from twisted_caps.service import SHARED_PORT_ATTEMPTS, CapsService, ListenError
 from twisted_caps.stream import CapsStreamFactory
 from twisted_caps.tap import Options
 
@@ -117,3 +119,63 @@ class ListenFailureTests(TestCase):
     def test_listen_failure_is_both_exit_and_exception(self) -> None:
         self.assertTrue(issubclass(ListenError, SystemExit))
         self.assertTrue(issubclass(ListenError, Exception))
+
+
+class UDPPortsTaken:
+    """The real reactor, except that the first C{taken} UDP binds find their port in use."""
+
+    def __init__(self, taken: int) -> None:
+        self.taken = taken
+        self.refused: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(reactor, name)
+
+    def listenUDP(self, port: int, protocol: DatagramProtocol, interface: str = "") -> Any:
+        if len(self.refused) < self.taken:
+            self.refused.append(port)
+            in_use = OSError(errno.EADDRINUSE, "Address already in use")
+            raise CannotListenError(interface, port, in_use)
+        return reactor.listenUDP(port, protocol, interface=interface)  # type: ignore[attr-defined]
+
+
+class SharedPortTests(TestCase):
+    def ports(self, service: CapsService) -> dict[str, int]:
+        return {p.getHost().type: p.getHost().port for p in service.ports}  # type: ignore[attr-defined]
+
+    def test_port_0_is_one_port_for_tcp_and_udp(self) -> None:
+        """--port 0 asks the kernel for one free port and binds TCP and UDP to it."""
+        service = CapsService(config_for("-i", "127.0.0.1", "-p", "0"), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        ports = self.ports(service)
+        self.assertEqual(ports["TCP"], ports["UDP"])
+        self.assertNotEqual(ports["TCP"], 0)
+
+    def test_a_taken_udp_port_means_another_try(self) -> None:
+        """If UDP cannot have the port the kernel gave TCP, both move to another free port."""
+        fake = UDPPortsTaken(taken=2)
+        service = CapsService(config_for("-i", "127.0.0.1", "-p", "0"), fake)
+        service.startService()
+        self.addCleanup(service.stopService)
+        ports = self.ports(service)
+        self.assertEqual(len(fake.refused), 2)
+        self.assertEqual(ports["TCP"], ports["UDP"])
+        self.assertEqual(len(service.ports), 2)
+
+    def test_no_shared_port_after_the_attempts_is_one_line(self) -> None:
+        fake = UDPPortsTaken(taken=SHARED_PORT_ATTEMPTS)
+        service = CapsService(config_for("-i", "127.0.0.1", "-p", "0"), fake)
+        error = self.assertRaises(ListenError, service.startService)
+        self.assertEqual(
+            error.code,
+            f"caps: no free port for TCP and UDP alike in {SHARED_PORT_ATTEMPTS} attempts",
+        )
+        self.assertEqual(service.ports, [])
+
+    def test_a_fixed_port_is_not_moved(self) -> None:
+        """Only listeners asked for 0 share: a taken fixed port is an error, not a retry."""
+        fake = UDPPortsTaken(taken=1)
+        service = CapsService(config_for("-i", "127.0.0.1", "--no-tcp", "-p", "1200"), fake)
+        error = self.assertRaises(ListenError, service.startService)
+        self.assertEqual(error.code, "caps: UDP 127.0.0.1:1200: Address already in use")

@@ -141,9 +141,9 @@ class WorkersOptionsTests(SynchronousTestCase):
         self.assertEqual(options.config.workers, 3)
         self.assertIsInstance(makeService(options).serving, WorkersService)
 
-    def test_workers_must_be_a_count_of_one_or_more(self) -> None:
-        for text in ("0", "abc", "-1", ""):
-            self.assertUsageError(["--workers", text], repr(text), "1 or more")
+    def test_workers_must_be_a_count_of_one_to_256(self) -> None:
+        for text in ("0", "abc", "-1", "", "257"):
+            self.assertUsageError(["--workers", text], repr(text), "(1-256)")
 
     def test_endpoints_workers_cannot_share_are_refused(self) -> None:
         for description in (
@@ -160,5 +160,5 @@ class WorkersOptionsTests(SynchronousTestCase):
         self.assertEqual(done.returncode, 1)
         self.assertEqual(
             done.stderr.strip().splitlines(),
-            [b"caps: --workers: '0' is not a number of processes (1 or more) (see --help)"],
+            [b"caps: --workers: '0' is not a number of processes (1-256) (see --help)"],
         )

@@ -6,6 +6,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.servers import assert_one_line_usage_error
 from twisted_caps.config import UdpListener
+from twisted_caps.endpoint_strings import with_default_backlog
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options, makeService
 
@@ -40,7 +41,10 @@ class OptionsTests(SynchronousTestCase):
 
     def test_tcp_endpoints_replace_the_default_and_repeat(self) -> None:
         config = parse("--tcp", "tcp:5000", "--tcp", "unix:/tmp/caps.sock").config
-        self.assertEqual([t.description for t in config.tcp], ["tcp:5000", "unix:/tmp/caps.sock"])
+        self.assertEqual(
+            [t.description for t in config.tcp],
+            ["tcp:5000:backlog=1024", "unix:/tmp/caps.sock:backlog=1024"],
+        )
         self.assertIsInstance(config.tcp[1].endpoint(reactor), UNIXServerEndpoint)
 
     def test_udp_addresses(self) -> None:
@@ -118,6 +122,43 @@ class OptionsTests(SynchronousTestCase):
     def test_unknown_option_is_one_line(self) -> None:
         self.assertUsageError(["--bogus"], "--bogus")
 
+    def test_every_listener_gets_the_daemons_backlog_unless_it_names_one(self) -> None:
+        """--tcp tcp:1200 queues 1024 pending connections like the default listener, not 50."""
+        config = parse("--tcp", "haproxy:tcp:1200", "--tcp", "tcp6:1201:backlog=64").config
+        self.assertEqual(
+            [t.description for t in config.tcp],
+            ["haproxy:tcp:1200:backlog=1024", "tcp6:1201:backlog=64"],
+        )
+        for description in ("systemd:domain=INET:index=0",):
+            self.assertEqual(with_default_backlog(description, 1024), description)
+
+    def test_unicode_and_huge_numbers_are_one_line(self) -> None:
+        """Issue 12 item 7: superscripts and 5,000 digits are usage errors, not tracebacks."""
+        for option in ("--port", "--workers", "--max-connections", "--udp-rate", "--idle-timeout"):
+            for value in ("²", "¹⁰", "9" * 5000, " 1", "1_0", "-0", "1e400"):
+                self.assertUsageError([option, value], option)
+
+    def test_workers_are_bounded(self) -> None:
+        """--workers 100000 would fork that many processes: 256 is the most."""
+        self.assertEqual(parse("--workers", "256").config.workers, 256)
+        self.assertUsageError(["--workers", "257"], "--workers", "(1-256)")
+        self.assertUsageError(["--workers", "100000"], "--workers", "(1-256)")
+
+    def test_endpoint_ports_are_checked_before_listening(self) -> None:
+        """A bad port in --tcp or --metrics is refused while parsing, before any listener opens."""
+        for option in ("--tcp", "--metrics"):
+            for description in ("tcp:99999", "tcp6:-1", "ssl:1_2", "haproxy:tcp:65536"):
+                self.assertUsageError([option, description], f"{option} {description}", "port")
+        self.assertUsageError(["--tcp", "tcp:1200:backlog=0"], "backlog")
+        self.assertUsageError(["--tcp", "tcp:1200:interface=example.com"], "not an IP address")
+        self.assertUsageError(["--tcp", "unix:/nonexistent/caps.sock"], "no such directory")
+        self.assertUsageError(["--tcp", "unix:/tmp/" + "s" * 200], "bytes long")
+        self.assertUsageError(["--tcp", "tcp:1200\\"], "lone backslash")
+
+    def test_error_quoting_control_characters_stays_one_line(self) -> None:
+        self.assertUsageError(["--tcp", "bogus\n\x1b[2J:1"], "bogus\\n\\x1b")
+        self.assertUsageError(["-i", "1.2.3.4\n"], "--interface")
+
     def test_help_documents_defaults_and_examples(self) -> None:
         text = str(Options())
         for fragment in (
@@ -130,6 +171,26 @@ class OptionsTests(SynchronousTestCase):
             "Examples",
         ):
             self.assertIn(fragment, text)
+
+
+class HelpTests(SynchronousTestCase):
+    def test_help_keeps_paragraphs_and_example_lines(self) -> None:
+        """The description is wrapped by paragraph; each example keeps its own line."""
+        text = Options().getUsage(width=80)
+        description = text.split("\n\n", 1)[1]
+        prose = [line for line in description.splitlines() if not line.startswith("  twistd")]
+        self.assertEqual([line for line in prose if "  " in line], [])
+        self.assertIn("\n\nTCP answers every byte", description)
+        self.assertIn("\n\nExamples:\n  twistd -n caps                        TCP", text)
+        self.assertIn("\n  twistd -n caps --workers 4            four processes", text)
+        self.assertTrue(all(len(line) <= 80 for line in text.splitlines()), text)
+
+    def test_interface_shows_no_empty_default(self) -> None:
+        self.assertNotIn("[default: ]", str(Options()))
+
+    def test_version_is_the_project_version(self) -> None:
+        error = self.assertRaises(SystemExit, parse, "--version")
+        self.assertEqual(error.code, 0)
 
 
 class MakeServiceTests(SynchronousTestCase):

@@ -3,8 +3,10 @@
 The service that opens every configured listener and closes them on stop.
 """
 
+import errno
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from socket import SOCK_DGRAM, socket
 from typing import Any
@@ -12,31 +14,73 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
+from twisted_caps import endpoint_strings
 from twisted_caps._twisted import dispatch
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port
 from twisted_caps.accept_errors import summarize_accept_errors
-from twisted_caps.config import CapsConfig, TcpListener
+from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
 from twisted_caps.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.open_files import raise_open_files_limit
 from twisted_caps.stream import CapsStreamFactory
 
+#: Tries at finding one free port that TCP and UDP can both bind (--port 0).
+SHARED_PORT_ATTEMPTS = 8
+
 
 class ListenError(SystemExit, Exception):
     """
-    A listener could not be opened; the message is the one line users see.
+    A listener could not be opened; the message is the one line users see:
+    C{caps: KIND ADDRESS: reason}.
 
     As a C{SystemExit}, it makes C{twistd -n} and C{twist} print the message
     and exit with status 1, with no traceback. As an C{Exception}, it is
     what daemonizing C{twistd} reports through its start-up pipe, so the
     parent process prints it and exits with status 1 instead of waiting.
+    twistd cuts that report to 100 bytes (C{_twistd_unix}'s
+    C{_formatChildException}), class name included: the line is short, and
+    the reason comes with the address, so an IPv4 address and port fit
+    whole; the log has the line whatever its length.
     """
+
+
+class _SharedPortTakenError(Exception):
+    """The port chosen for every listener asked for port 0 is taken for one of them."""
+
+
+@contextmanager
+def _opening(listener: str, on_shared_port: bool) -> Iterator[None]:
+    """
+    Turn a failure to open C{listener} into L{ListenError}, or into
+    L{_SharedPortTakenError} when it was to share the port of C{--port 0} and
+    that port is in use.
+    """
+    try:
+        yield
+    except CannotListenError as error:
+        reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
+        if on_shared_port and getattr(error.socketError, "errno", None) == errno.EADDRINUSE:
+            raise _SharedPortTakenError(f"{listener} is in use") from error
+        raise ListenError(f"caps: {_cannot_listen_address(listener, error)}: {reason}") from error
+    except Exception as error:
+        raise ListenError(f"caps: {listener}: {error}") from error
+
+
+def _cannot_listen_address(listener: str, error: CannotListenError) -> str:
+    """Name what failed as users write it: TCP 127.0.0.1:1200, UDP [::1]:1200, UNIX PATH."""
+    kind = listener.split(" ", 1)[0]
+    if error.interface is None:
+        path = error.port if isinstance(error.port, str) else os.fsdecode(error.port)
+        return f"UNIX {path}"
+    host = error.interface or "0.0.0.0"
+    return f"{kind} [{host}]:{error.port}" if ":" in host else f"{kind} {host}:{error.port}"
 
 
 @dataclass(frozen=True)
@@ -160,29 +204,66 @@ class CapsService(Service):
     def _listen(self) -> None:
         before, after = raise_open_files_limit()
         self.log.info("caps: open files limit {after} (was {before})", before=before, after=after)
-        try:
-            for inherited in self.inherited:
-                self._adopt(inherited)
-            for tcp in self.config.tcp:
-                endpoint = tcp.endpoint(self._reactor)
-                port = _synchronous_result(endpoint.listen(self.stream_factory))
-                summarize_accept_errors(port, self.stream_factory, self._reactor)
-                self._opened("TCP", port)
-            if self.config.metrics is not None:
-                site = metrics_site(lambda: [(None, self.counters())])
+        for _ in range(SHARED_PORT_ATTEMPTS):
+            try:
+                self._listen_once()
+                return
+            except _SharedPortTakenError as taken:
+                self.log.info("caps: {taken}; trying another free port", taken=taken)
+                self._close_ports()
+            except ListenError:
+                self._close_ports()
+                raise
+            except Exception as error:
+                self._close_ports()
+                raise ListenError(f"caps: {error}") from error
+        raise ListenError(
+            f"caps: no free port for TCP and UDP alike in {SHARED_PORT_ATTEMPTS} attempts"
+        )
+
+    def _listen_once(self) -> None:
+        """
+        Open every listener. The first one asked for port 0 gets a free port
+        from the kernel; every other one asked for 0 is bound to that same
+        port, so that C{--port 0} means one port for TCP and UDP. If that
+        port is taken for one of them, L{_SharedPortTakenError} says to try again.
+        """
+        shared: int | None = None
+        for inherited in self.inherited:
+            self._adopt(inherited)
+        for tcp in self.config.tcp:
+            asked = endpoint_strings.requested_port(tcp.description)
+            on_shared = asked == 0 and shared is not None
+            if shared is not None and on_shared:
+                tcp = TcpListener(endpoint_strings.with_port(tcp.description, shared))
+            with _opening(f"TCP {tcp.description}", on_shared):
+                port = _synchronous_result(tcp.endpoint(self._reactor).listen(self.stream_factory))
+            summarize_accept_errors(port, self.stream_factory, self._reactor)
+            self._opened("TCP", port)
+            if asked == 0 and shared is None:
+                shared = port.getHost().port  # type: ignore[attr-defined]
+        if self.config.metrics is not None:
+            site = metrics_site(lambda: [(None, self.counters())])
+            with _opening(f"metrics {self.config.metrics.description}", False):
                 self.metrics_port = self.listen_for_metrics(self.config.metrics, site)
-            for udp in self.config.udp:
-                protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
+        for udp in self.config.udp:
+            on_shared = udp.port == 0 and shared is not None
+            number = shared if shared is not None and on_shared else udp.port
+            protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
+            with _opening(f"UDP {UdpListener(udp.interface, number)}", on_shared):
                 port = self._reactor.listenUDP(
-                    udp.port, protocol, interface=udp.interface, maxPacketSize=DATAGRAM_READ_SIZE
+                    number, protocol, interface=udp.interface, maxPacketSize=DATAGRAM_READ_SIZE
                 )
-                self.datagram_protocols.append(protocol)
-                self._opened("UDP", port)
-        except Exception as error:
-            for port in self.ports:
-                port.stopListening()
-            self.ports = []
-            raise ListenError(f"caps: {error}") from error
+            self.datagram_protocols.append(protocol)
+            self._opened("UDP", port)
+
+    def _close_ports(self) -> None:
+        """Close every listener opened so far (start-up failed or is tried again)."""
+        for port in self.ports:
+            port.stopListening()
+        self.ports = []
+        self.metrics_port = None
+        self.datagram_protocols = []
 
     def _adopt(self, inherited: InheritedSocket) -> None:
         """Serve on an inherited listening socket, then close the inherited descriptor."""

@@ -179,9 +179,23 @@ class WorkersService(Service):
         argv.append(encode_spec(self.config, spec_sockets, os.getpid()))
         protocol = WorkerProtocol(self, index)
         self._started_at[index] = self._reactor.seconds()
-        self._reactor.spawnProcess(
-            protocol, sys.executable, argv, env=dict(os.environ), childFDs=child_fds
-        )
+        try:
+            self._reactor.spawnProcess(
+                protocol, sys.executable, argv, env=dict(os.environ), childFDs=child_fds
+            )
+        except OSError as error:
+            # fork or pipe refused (EAGAIN at the process limit, ENOMEM, EMFILE):
+            # one line, and another try after the back-off of a worker that died young.
+            delay = self._delays[index]
+            self._delays[index] = min(delay * 2, MAX_RESTART_DELAY)
+            self.log.warn(
+                "caps: worker {index} could not start: {reason}; trying again in {delay}s",
+                index=index,
+                reason=error.strerror or error,
+                delay=delay,
+            )
+            self._restarts[index] = self._reactor.callLater(delay, self.start_worker, index)
+            return
         self.workers[index] = protocol
         self.log.info("caps: worker {index} started, pid {pid}", index=index, pid=protocol.pid)
         return protocol

@@ -9,18 +9,38 @@ from twisted.internet import endpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
+import twisted_caps
+from twisted_caps import endpoint_strings
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.daemon import CapsDaemon, HostSettings
+from twisted_caps.help_text import HelpfulOptions
+from twisted_caps.option_values import (
+    MAX_SECONDS,
+    one_line,
+    port_number,
+    quoted,
+    seconds,
+    whole_number,
+)
 from twisted_caps.service import CapsService
 from twisted_caps.supervisor import WorkersService
 
 DEFAULT_PORT = 1200
-#: Pending connections the kernel may queue: Twisted's default of 50 drops
-#: SYNs when hundreds of clients connect at once (they retry after a second).
+#: Pending connections the kernel may queue, on every listener that names
+#: no backlog of its own: Twisted's default of 50 drops SYNs when hundreds
+#: of clients connect at once (they retry after a second).
 BACKLOG = 1024
+#: The most a count option takes: more than a process can hold descriptors
+#: (Linux caps fs.nr_open at 2**30), so no real limit is out of reach.
+MAX_COUNT = 1_000_000_000
+#: The most --workers takes: one per hardware thread of a large two-socket
+#: server. Each worker is a Python process of about 50 MB (51 MB resident,
+#: measured), so the bound also keeps a typo (--workers 100000) from forking
+#: the host out of memory.
+MAX_WORKERS = 256
 
 
-class Options(usage.Options):
+class Options(HelpfulOptions):
     """
     Serve capitalization over TCP and UDP: send "hello world", get back
     "HELLO WORLD". Text is UTF-8 with Unicode's full upper-case mapping;
@@ -33,6 +53,10 @@ class Options(usage.Options):
     1024 or equal to the service's own port, nor to a source that sends the
     same upper-case text more than 10 times in a row, each within 0.5s
     (another service answering back), until it sends something else.
+
+    --port 0 picks one free port for TCP and UDP alike: every listener asked
+    for port 0 (--port, --tcp tcp:0, --udp 0) gets the same number, which
+    the "serving" lines of the log name.
 
     Limits protect a public deployment; the defaults admit a class behind
     one NAT address and a load test of hundreds of clients from one host.
@@ -47,15 +71,16 @@ class Options(usage.Options):
 
     With --workers N (N > 1) this process opens the listeners and N worker
     processes serve them; their log lines appear as "caps worker PID: ...".
-    A worker that exits is restarted; on SIGTERM every worker closes
-    gracefully and this process exits after them; workers exit by themselves
-    if this process dies. Limits apply per worker, except --max-connections,
-    which is shared out among the workers. Listeners must be tcp:, tcp6:,
-    unix: or UDP; --metrics serves every worker's counts, labelled by worker.
+    A worker that exits, or cannot be started, is started again; on SIGTERM
+    every worker closes gracefully and this process exits after them;
+    workers exit by themselves if this process dies. Limits apply per
+    worker, except --max-connections, which is shared out among the
+    workers. Listeners must be tcp:, tcp6:, unix: or UDP; --metrics serves
+    every worker's counts, labelled by worker.
 
     Examples::
       twistd -n caps                        TCP and UDP on port 1200
-      twistd -n caps --port 0               any free port (see the log)
+      twistd -n caps --port 0               one free port (see the log)
       twistd -n caps -i :: -p 1200          IPv6 and IPv4 (dual stack)
       twistd -n caps --tcp unix:/run/caps.sock --no-udp
       twistd -n caps --tcp tcp:1200 --tcp tcp6:1200:interface=\\:\\:1
@@ -63,16 +88,28 @@ class Options(usage.Options):
       twistd -n caps --tcp systemd:domain=INET:index=0
       twistd -n caps --metrics tcp:9100:interface=127.0.0.1
       twistd -n caps --workers 4            four processes on port 1200
-    Errors in options or listeners print one line and exit with status 1.
+
+    Numbers are ASCII digits (seconds may have a decimal point) within the
+    range each option names. A bad option, endpoint string or certificate
+    prints one line on stderr, "caps: ... (see --help)", and exits with
+    status 1; so does a listener that cannot open ("caps: TCP ADDR:PORT:
+    reason"). A daemon (twistd without -n) reports that line to the
+    terminal through twistd's "An error has occurred: ...", and logs it.
     """
 
+    description = __doc__
+    version = f"twisted-caps {twisted_caps.__version__}"
     synopsis = "[options]"
-    longdesc = __doc__
 
     optParameters = [
-        ["port", "p", str(DEFAULT_PORT), "TCP and UDP port (0-65535; 0 picks a free one)."],
-        ["interface", "i", "", "IP address (default: every IPv4 address; :: for IPv6)."],
-        ["max-connections", None, "20000", "Open TCP connections in all (0: no limit)."],
+        ["port", "p", str(DEFAULT_PORT), "TCP and UDP port (0-65535; 0 picks one free port)."],
+        ["interface", "i", None, "IP address (default: every IPv4 address; :: for IPv6)."],
+        [
+            "max-connections",
+            None,
+            "20000",
+            f"Open TCP connections in all (0: no limit; at most {MAX_COUNT:,}).",
+        ],
         ["max-per-peer", None, "1000", "Open TCP connections per client address (0: no limit)."],
         [
             "idle-timeout",
@@ -82,9 +119,20 @@ class Options(usage.Options):
             " this many seconds (0: never).",
         ],
         ["udp-rate", None, "5000", "UDP replies a second per source address (0: no limit)."],
-        ["shutdown-timeout", None, "5", "Seconds to write queued replies on shutdown."],
+        [
+            "shutdown-timeout",
+            None,
+            "5",
+            f"Seconds to write queued replies on shutdown (at most {MAX_SECONDS:,}: a year).",
+        ],
         ["metrics", None, None, "Serve Prometheus metrics at /metrics on this endpoint (off)."],
-        ["workers", None, "1", "Processes serving the listeners (1: this process itself)."],
+        [
+            "workers",
+            None,
+            "1",
+            f"Processes serving the listeners (1: this process itself; at most {MAX_WORKERS},"
+            " a bound that keeps a typo from forking the host out of memory).",
+        ],
     ]
     optFlags = [
         ["no-tcp", None, "Serve no TCP."],
@@ -118,19 +166,19 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)
         except usage.UsageError as error:
-            raise SystemExit(f"caps: {error} (see --help)") from None
+            raise SystemExit(one_line(f"caps: {error} (see --help)")) from None
 
     def postOptions(self) -> None:
         port = parse_port(self["port"], "--port")
-        interface = self["interface"]
+        interface = self["interface"] or ""
         if interface and not (isIPAddress(interface) or isIPv6Address(interface)):
-            raise usage.UsageError(f"--interface: {interface!r} is not an IP address")
+            raise usage.UsageError(f"--interface: {quoted(interface)} is not an IP address")
         tcp: tuple[TcpListener, ...] = ()
         udp: tuple[UdpListener, ...] = ()
         workers = parse_workers(self["workers"], self["tcp"])
         if not self["no-tcp"]:
             descriptions = self["tcp"] or [default_tcp_description(interface, port)]
-            tcp = tuple(parse_tcp_listener(d, "--tcp") for d in descriptions)
+            tcp = tuple(parse_tcp_listener(d, "--tcp", BACKLOG) for d in descriptions)
         if not self["no-udp"]:
             udp = tuple(parse_udp_listener(a) for a in self["udp"]) or (
                 UdpListener(interface, port),
@@ -153,27 +201,18 @@ class Options(usage.Options):
 
 def parse_port(text: str, option: str) -> int:
     """Return C{text} as a port number, or raise a one-line usage error."""
-    if not text.isdigit() or int(text) > 65535:
-        raise usage.UsageError(f"{option}: {text!r} is not a port number (0-65535)")
-    return int(text)
+    return port_number(text, option)
 
 
 def parse_count(text: str, option: str) -> int:
-    """Return C{text} as a whole number >= 0, or raise a one-line usage error."""
-    if not text.isdigit():
-        raise usage.UsageError(f"{option}: {text!r} is not a whole number (0 for no limit)")
-    return int(text)
+    """Return C{text} as a whole number from 0 to L{MAX_COUNT}, or raise a usage error."""
+    meaning = f"a whole number (0-{MAX_COUNT}; 0 for no limit)"
+    return whole_number(text, option, 0, MAX_COUNT, meaning)
 
 
 def parse_seconds(text: str, option: str) -> float:
-    """Return C{text} as seconds >= 0, or raise a one-line usage error."""
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise usage.UsageError(f"{option}: {text!r} is not a number of seconds (0 or more)")
-    return seconds
+    """Return C{text} as seconds from 0 to L{MAX_SECONDS}, or raise a usage error."""
+    return seconds(text, option, f"a number of seconds (0-{MAX_SECONDS})")
 
 
 #: The endpoint types whose listening sockets workers can inherit and adopt.
@@ -182,9 +221,8 @@ WORKER_ENDPOINTS = ("tcp:", "tcp6:", "unix:")
 
 def parse_workers(text: str, descriptions: Sequence[str]) -> int:
     """Return C{--workers} as a count >= 1, or raise a one-line usage error."""
-    if not text.isdigit() or int(text) < 1:
-        raise usage.UsageError(f"--workers: {text!r} is not a number of processes (1 or more)")
-    workers = int(text)
+    meaning = f"a number of processes (1-{MAX_WORKERS})"
+    workers = whole_number(text, "--workers", 1, MAX_WORKERS, meaning)
     if workers > 1:
         for description in descriptions:
             if not description.startswith(WORKER_ENDPOINTS):
@@ -203,12 +241,19 @@ def default_tcp_description(interface: str, port: int) -> str:
     return f"tcp:{port}:interface={interface or '0.0.0.0'}:backlog={BACKLOG}"
 
 
-def parse_tcp_listener(description: str, option: str) -> TcpListener:
-    """Check a server endpoint string; any problem is one usage error line."""
+def parse_tcp_listener(description: str, option: str, backlog: int | None = None) -> TcpListener:
+    """
+    Check a server endpoint string; any problem is one usage error line.
+    With C{backlog}, a listener that names no backlog of its own gets it.
+    """
     from twisted.internet import reactor
 
-    listener = TcpListener(description)
     try:
+        endpoint_strings.check(description)
+        queued = description
+        if backlog is not None:
+            queued = endpoint_strings.with_default_backlog(description, backlog)
+        listener = TcpListener(queued)
         listener.endpoint(reactor)
     except ValueError as error:
         raise usage.UsageError(f"{option} {description}: {error}") from None
