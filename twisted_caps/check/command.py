@@ -7,6 +7,7 @@ every check passed, 1 when any failed, 2 for a usage error.
 
 import os
 import sys
+import textwrap
 from typing import Any
 
 from twisted.internet.defer import ensureDeferred
@@ -21,37 +22,47 @@ USAGE_ERROR = 2
 
 
 def _check_list() -> str:
-    lines = []
-    for check in CHECKS:
-        lines.append(f"  {check.id:<19} {check.profile:<8} {check.proves}")
-    return "\n".join(lines)
+    return "\n".join(
+        textwrap.fill(
+            f"{check.id} ({check.profile}): {check.proves}",
+            78,
+            initial_indent="  ",
+            subsequent_indent="      ",
+        )
+        for check in CHECKS
+    )
+
+
+DESCRIPTION = """
+Check a capitalization server from outside, as the course's assignment
+and twisted-caps' protocol define it, and say what to fix.
+
+Prints one line per check (id, PASS or FAIL and, for a failure, what was
+sent, what came back, what was expected and what to fix), then "N passed,
+M failed". Exit status: 0 when every check passed, 1 when any failed, 2
+for a usage error or a report file that cannot be written. Checks run one
+after another and close their connections, so an iterative server gets a
+fair trial of each.
+
+Profile "lecture" is what the lecture's assignment asks; "full" adds the
+rest of twisted-caps' protocol. The checks, in the order they run:
+{checks}
+
+--gradescope writes Gradescope's results.json: one test per check, worth
+1 point unless --weight ID=POINTS says otherwise.
+"""
 
 
 class CheckOptions(usage.Options):
-    __doc__ = f"""
-    Check a capitalization server from outside, as the course's assignment
-    and twisted-caps' protocol define it, and say what to fix.
-
-    Prints one line per check (id, PASS or FAIL and, for a failure, what
-    was sent, what came back, what was expected and what to fix), then
-    "N passed, M failed". Exit status: 0 when every check passed, 1 when
-    any failed, 2 for a usage error or a report file that cannot be
-    written. Checks run one after another and close their connections, so
-    an iterative server gets a fair trial of each.
-
-    Profile "lecture" is what the lecture's assignment asks; "full" adds
-    the rest of twisted-caps' protocol. The checks, in the order they run:
-{_check_list()}
-
-    --gradescope writes Gradescope's results.json: one test per check,
-    worth 1 point unless --weight ID=POINTS says otherwise.
-    """
+    """The options of C{caps-check}; C{--help} prints them and L{DESCRIPTION}."""
 
     synopsis = (
-        "[--host H] [--port P] [--profile lecture|full] [--tcp-only | --udp-only] "
-        "[--timeout S] [--json FILE] [--gradescope FILE] [--weight ID=POINTS ...]"
+        "Usage: caps-check [--host H] [--port P] [--profile lecture|full]\n"
+        "                  [--tcp-only | --udp-only] [--timeout S] [--json FILE]\n"
+        "                  [--gradescope FILE] [--weight ID=POINTS ...]"
     )
-    longdesc = __doc__
+    # usage.Options reflows longdesc into one paragraph; getUsage keeps the lines.
+    longdesc = ""
     optParameters = [
         ["host", None, "localhost", "Server host name or IP address."],
         ["port", "p", "1200", "Server port (TCP and UDP)."],
@@ -68,6 +79,10 @@ class CheckOptions(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["weights"] = {}
+
+    def getUsage(self, width: int | None = None) -> str:
+        """The options, then the description with its lines as written."""
+        return str(super().getUsage(width)) + DESCRIPTION.format(checks=_check_list())
 
     def opt_weight(self, value: str) -> None:
         """Points of check ID in --gradescope (ID=POINTS; default 1; repeatable)."""
@@ -171,7 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     options = CheckOptions()
     try:
         options.parseOptions(argv)
+    except BrokenPipeError:  # --help | head
+        raise SystemExit(0) from None
     except usage.UsageError as failure:
         sys.stderr.write(f"caps-check: {failure} (see --help)\n")
         raise SystemExit(USAGE_ERROR) from None
-    react(lambda reactor: ensureDeferred(run(reactor, options)))
+    try:
+        react(lambda reactor: ensureDeferred(run(reactor, options)))
+    except BrokenPipeError:  # the reader of our output went away (| head)
+        raise SystemExit(1) from None
