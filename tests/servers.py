@@ -192,3 +192,32 @@ def start_process(
 def twistd(*argv: str) -> list[str]:
     """The command line of the twistd next to this Python, in the foreground."""
     return [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "caps", *argv]
+
+
+# Servers written the way students write them, graded by caps-check's tests.
+
+
+def start_student_server(
+    case: SynchronousTestCase, program: str, transports: tuple[str, ...] = ("tcp", "udp")
+) -> int:
+    """
+    Run C{python PROGRAM PORT} on a free port, in a session of its own;
+    wait until it listens; stop it and its children at cleanup. Return the port.
+    """
+    from twisted_caps.check.grader import free_port, stop, wait_until_listening
+
+    port = free_port()
+    log_path = os.path.abspath(case.mktemp())
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, program, str(port)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    case.addCleanup(stop, process)
+    if not wait_until_listening(process, port, transports, 30):  # type: ignore[arg-type]
+        with open(log_path, "rb") as log:
+            case.fail(f"{program} did not start: {log.read().decode(errors='replace')}")
+    return port
