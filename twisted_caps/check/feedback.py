@@ -24,12 +24,20 @@ def show(data: bytes, around: int = 0) -> str:
     """
     if len(data) <= SHOWN_WHOLE:
         return f"{_literal(data)} ({_bytes(len(data))})"
-    start = max(0, min(around - WINDOW // 4, len(data) - WINDOW))
-    end = min(len(data), start + WINDOW)
+    start = _character_start(data, max(0, min(around - WINDOW // 4, len(data) - WINDOW)))
+    end = _character_start(data, min(len(data), start + WINDOW))
     before = "..." if start else ""
     after = "..." if end < len(data) else ""
     window = _literal(data[start:end])
     return f"{before}{window}{after} ({_bytes(len(data))}, from byte {start:,})"
+
+
+def _character_start(data: bytes, offset: int) -> int:
+    """Move C{offset} back off UTF-8 continuation bytes (at most 3), onto a character's start."""
+    for _ in range(3):
+        if 0 < offset < len(data) and 0x80 <= data[offset] < 0xC0:
+            offset -= 1
+    return offset
 
 
 def _literal(data: bytes) -> str:
