@@ -194,7 +194,45 @@ def twistd(*argv: str) -> list[str]:
     return [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "caps", *argv]
 
 
-# Servers written the way students write them, graded by caps-check's tests.
+# Servers written the way students write them, and caps-check run against them.
+
+#: Where caps-check's tests find the servers they check.
+CHECKED_HOST = "127.0.0.1"
+
+
+def caps_check(*argv: str) -> "subprocess.CompletedProcess[str]":
+    """Run the installed caps-check command."""
+    return subprocess.run(
+        [os.path.join(BIN, "caps-check"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def checked(
+    case: SynchronousTestCase, port: int, *argv: str
+) -> tuple["subprocess.CompletedProcess[str]", dict[str, Any]]:
+    """Run caps-check against loopback C{port}; return its run and its --json document."""
+    path = os.path.abspath(case.mktemp())
+    done = caps_check("--host", CHECKED_HOST, "--port", str(port), "--json", path, *argv)
+    case.assertNotIn("Traceback", done.stderr)
+    with open(path, encoding="utf-8") as document:
+        return done, json.load(document)
+
+
+def failed(document: dict[str, Any]) -> set[str]:
+    """The ids of the checks that failed in a --json document."""
+    return {check["id"] for check in document["checks"] if not check["passed"]}
+
+
+def detail(document: dict[str, Any], check_id: str) -> str:
+    """The detail of one check in a --json document."""
+    for check in document["checks"]:
+        if check["id"] == check_id:
+            return str(check["detail"])
+    raise KeyError(check_id)
 
 
 def start_student_server(

@@ -9,13 +9,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import (
-    BIN,
+    CHECKED_HOST,
+    caps_check,
+    checked,
+    detail,
+    failed,
     port_of,
     start_in_reactor,
     start_process,
@@ -25,50 +28,16 @@ from tests.servers import (
 from twisted_caps.check import CHECK_IDS, run_checks, select_checks
 from twisted_caps.check.grader import free_port
 
+HOST = CHECKED_HOST
+
 GRADING = Path(__file__).resolve().parent.parent / "examples" / "grading"
 LECTURE_SERVER = str(GRADING / "lecture_server.py")
 THREADED_SERVER = str(GRADING / "threaded_server.py")
-HOST = "127.0.0.1"
 LECTURE_IDS = [check.id for check in select_checks("lecture", ("tcp", "udp"))]
 #: Checks that need more than one chunk on a connection, which --once answers.
 MORE_THAN_ONE_CHUNK = {"split-multibyte", "stream", "half-close"}
 #: Checks that need more than ASCII, which bytes.upper() does not do.
 MORE_THAN_ASCII = {"unicode", "split-multibyte"}
-
-
-def caps_check(*argv: str) -> "subprocess.CompletedProcess[str]":
-    """Run the installed caps-check command."""
-    return subprocess.run(
-        [os.path.join(BIN, "caps-check"), *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def checked(
-    case: SynchronousTestCase, port: int, *argv: str
-) -> tuple["subprocess.CompletedProcess[str]", dict[str, Any]]:
-    """Run caps-check against HOST:C{port}; return its run and its --json document."""
-    path = os.path.abspath(case.mktemp())
-    done = caps_check("--host", HOST, "--port", str(port), "--json", path, *argv)
-    case.assertNotIn("Traceback", done.stderr)
-    with open(path, encoding="utf-8") as document:
-        return done, json.load(document)
-
-
-def failed(document: dict[str, Any]) -> set[str]:
-    """The ids of the checks that failed in a --json document."""
-    return {check["id"] for check in document["checks"] if not check["passed"]}
-
-
-def detail(document: dict[str, Any], check_id: str) -> str:
-    """The detail of one check in a --json document."""
-    for check in document["checks"]:
-        if check["id"] == check_id:
-            return str(check["detail"])
-    raise KeyError(check_id)
 
 
 class TwistedCapsTests(SynchronousTestCase):

@@ -106,14 +106,18 @@ def _run_checker(
 
 
 def free_port() -> int:
-    """A port free for TCP and UDP on loopback just now."""
+    """
+    A port free just now for TCP and UDP on every address, as a student's
+    server binds it (C{bind(('', port))}, no C{SO_REUSEADDR}): a port free
+    on loopback only may still have connections of other addresses on it.
+    """
     while True:
         with socket.socket() as probe:
-            probe.bind((HOST, 0))
+            probe.bind(("", 0))
             port: int = probe.getsockname()[1]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as datagrams:
             try:
-                datagrams.bind((HOST, port))
+                datagrams.bind(("", port))
             except OSError:
                 continue
         return port
