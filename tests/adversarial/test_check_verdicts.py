@@ -5,12 +5,18 @@ gets the verdict its code deserves, every time, with a detail that points
 at its mistake.
 """
 
+import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import CHECKED_HOST, checked, detail, failed, start_student_server
+from tests.servers import BIN, CHECKED_HOST, checked, detail, failed, start_student_server
+from twisted_caps.check import CHECK_IDS
 from twisted_caps.check.checks import Target, split_multibyte
 from twisted_caps.check.feedback import CheckError
 
@@ -102,3 +108,56 @@ class DatagramVerdictTests(SynchronousTestCase):
         _, document = checked(self, port, "--udp-only", "--timeout", "1")
         self.assertEqual(failed(document), {"udp-independent"})
         self.assertIn("to the address recvfrom() returned", detail(document, "udp-independent"))
+
+
+class HostileServerTests(SynchronousTestCase):
+    """A server cannot hang caps-check, exhaust its memory, or make it print a traceback."""
+
+    def test_a_silent_server_fails_every_check_in_bounded_time(self) -> None:
+        """
+        A server that accepts and reads but never answers: each check
+        fails with "no reply within 0.5 s", and the whole run ends soon.
+        """
+        port = student_server(self, "silent_server", "tcp", "udp")
+        started = time.monotonic()
+        done, document = checked(self, port, "--profile", "full", "--timeout", "0.5")
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(failed(document), set(CHECK_IDS))
+        for check_id in ("tcp-reply", "unicode", "stream", "udp-reply", "udp-large"):
+            self.assertIn("no reply within 0.5 s", detail(document, check_id))
+
+    def test_a_flooding_server_cannot_exhaust_the_checkers_memory(self) -> None:
+        """
+        A server that answers with an endless flood (TCP and UDP) fails
+        every check, its flood shown, while the checker stays under
+        150 MB of resident memory and finishes in bounded time.
+        """
+        port = student_server(self, "flood_server", "tcp", "udp")
+        report = self.mktemp()
+        measure = (
+            "import resource, subprocess, sys; "
+            "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, timeout=120); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        started = time.monotonic()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                measure,
+                os.path.join(BIN, "caps-check"),
+                *("--host", CHECKED_HOST, "--port", str(port), "--profile", "full"),
+                *("--timeout", "1", "--json", report),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        self.assertLess(time.monotonic() - started, 60)
+        self.assertLess(int(done.stdout), 150 * 1024, "peak resident memory in KiB")
+        with open(report, encoding="utf-8") as document:
+            results = json.load(document)
+        for check in results["checks"]:
+            self.assertFalse(check["passed"])
+            self.assertRegex(check["detail"], "got '(X{40}|Y{40})'")

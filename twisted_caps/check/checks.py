@@ -39,7 +39,7 @@ STREAM_SIZE = 1 << 20
 #: Bytes of the datagram of C{udp-large}.
 LARGE_DATAGRAM = 60_000
 
-FIX_REPLY = "the reply must be exactly the bytes received, upper-cased"
+FIX_REPLY = "answer as soon as the sentence arrives, with exactly its bytes upper-cased"
 FIX_LOOP = "read and answer in a loop until recv() returns b'' (the client closed)"
 
 
@@ -340,7 +340,10 @@ async def datagram_exchange(target: Target, datagram: bytes, fix: str) -> None:
 
 async def udp_reply(target: Target) -> None:
     await datagram_exchange(
-        target, b"hello world", "answer each datagram with its bytes upper-cased"
+        target,
+        b"hello world",
+        "answer each datagram with its bytes upper-cased, from the socket that received it, "
+        "to the address recvfrom() returned",
     )
 
 
@@ -357,7 +360,9 @@ async def udp_independent(target: Target) -> None:
                 raise CheckError(f"connection refused by {target.server}")
             expected = sorted(capitalize(datagram) for datagram in sent[name])
             if sorted(probe.received) != expected:
-                got = ", ".join(show(reply) for reply in probe.received) or "nothing"
+                got = ", ".join(show(reply) for reply in probe.received[:3]) or "nothing"
+                if len(probe.received) > 3:
+                    got += f" and {len(probe.received) - 3} more"
                 raise CheckError(
                     f"socket {name} sent {', '.join(show(d) for d in sent[name])} while "
                     f"another socket sent its own; it got {got} within "

@@ -16,6 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import (
     IHalfCloseableProtocol,
+    IPushProducer,
     ISystemHandle,
     ITCPTransport,
     IUDPTransport,
@@ -29,6 +30,11 @@ from zope.interface import implementer
 LARGEST_DATAGRAM = 65535
 #: Seconds a graceful close may take before the connection is aborted.
 CLOSE_TIMEOUT = 1.0
+#: Bytes a connection keeps before it stops reading: more than any check
+#: waits for, so a server that floods cannot exhaust the checker's memory.
+MAX_RECEIVED = 2 << 20
+#: Datagrams a socket keeps; later ones are dropped, for the same reason.
+MAX_DATAGRAMS = 64
 
 
 class _Waiters:
@@ -81,6 +87,8 @@ class StreamProbe(Protocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
+        if len(self.received) > MAX_RECEIVED:
+            IPushProducer(self.transport).pauseProducing()
         self._waiters.wake()
 
     def readConnectionLost(self) -> None:
@@ -104,8 +112,15 @@ class StreamProbe(Protocol):
         self.transport.write(data)
 
     def send_now(self, data: bytes) -> None:
-        """Hand C{data} to the kernel at once, so it leaves before what follows."""
-        self._socket().sendall(data)
+        """
+        Hand C{data} to the kernel at once, so it leaves before what
+        follows; a connection the server already reset stays reset.
+        """
+        try:
+            self._socket().sendall(data)
+        except OSError:
+            self.ending = self.ending or "reset"
+            self._waiters.wake()
 
     def no_delay(self) -> None:
         """Send each write in its own segment (TCP_NODELAY)."""
@@ -208,8 +223,9 @@ class DatagramProbe(DatagramProtocol):
         self._waiters.wake()
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
-        self.received.append(datagram)
-        self._waiters.wake()
+        if len(self.received) < MAX_DATAGRAMS:
+            self.received.append(datagram)
+            self._waiters.wake()
 
     def send(self, datagram: bytes) -> None:
         """Send one datagram to the server; a refusal shows in L{refused}."""

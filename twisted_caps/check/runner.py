@@ -46,8 +46,8 @@ async def run_checks(
     target = Target(reactor, host, host, port, timeout)
     resolution_failure = None
     try:
-        target = Target(reactor, host, await _resolve(reactor, host), port, timeout)
-    except error.DNSLookupError:
+        target = Target(reactor, host, await _resolve(reactor, host, timeout), port, timeout)
+    except (error.DNSLookupError, NoVerdict):
         resolution_failure = f"cannot resolve host {host!r}"
     results = []
     for check in select_checks(profile, transports):
@@ -61,10 +61,11 @@ async def run_checks(
     return CheckReport(target.server, profile, tuple(results))
 
 
-async def _resolve(reactor: Any, host: str) -> str:
+async def _resolve(reactor: Any, host: str, timeout: float) -> str:
+    """C{host} as an IP address, looked up within C{timeout} seconds."""
     if isIPAddress(host) or isIPv6Address(host):
         return host
-    address: str = await reactor.resolve(host)
+    address: str = await reactor.resolve(host).addTimeout(timeout, reactor)
     return address
 
 
