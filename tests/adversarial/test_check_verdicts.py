@@ -17,8 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import BIN, CHECKED_HOST, checked, detail, failed, start_student_server
 from twisted_caps.check import CHECK_IDS
-from twisted_caps.check.checks import Target, split_multibyte
 from twisted_caps.check.feedback import CheckError
+from twisted_caps.check.stream_checks import split_multibyte
+from twisted_caps.check.target import Target
 
 STUDENT_SERVERS = Path(__file__).resolve().parent.parent / "student_servers"
 

@@ -16,10 +16,11 @@ for you::
     assert report.passed("tcp-concurrent"), report["tcp-concurrent"].detail
 """
 
-from twisted_caps.check.checks import CHECK_IDS, CHECKS, PROFILES, Check, select_checks
+from twisted_caps.check.checks import CHECK_IDS, CHECKS, Check, select_checks
 from twisted_caps.check.grader import grade_server
 from twisted_caps.check.report import CheckReport, CheckResult
 from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks
+from twisted_caps.check.target import PROFILES, Target
 
 __all__ = [
     "CHECKS",
@@ -29,6 +30,7 @@ __all__ = [
     "Check",
     "CheckReport",
     "CheckResult",
+    "Target",
     "grade_server",
     "run_checks",
     "select_checks",

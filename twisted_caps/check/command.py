@@ -14,9 +14,10 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 from twisted.python import usage
 
-from twisted_caps.check.checks import CHECK_IDS, CHECKS, PROFILES, Transport
+from twisted_caps.check.checks import CHECK_IDS, CHECKS
 from twisted_caps.check.report import CheckReport, write_json
 from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks
+from twisted_caps.check.target import PROFILES, Transport
 
 USAGE_ERROR = 2
 

@@ -19,9 +19,10 @@ import time
 from collections.abc import Sequence
 from contextlib import suppress
 
-from twisted_caps.check.checks import Profile, Transport, select_checks
+from twisted_caps.check.checks import select_checks
 from twisted_caps.check.report import CheckReport
 from twisted_caps.check.runner import WAITS_PER_CHECK
+from twisted_caps.check.target import Profile, Transport
 
 HOST = "127.0.0.1"
 #: Where the server's port goes in its command line.

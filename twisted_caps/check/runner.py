@@ -12,15 +12,10 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import TimeoutError as NoVerdict
 from twisted.internet.defer import ensureDeferred
 
-from twisted_caps.check.checks import (
-    Check,
-    Profile,
-    Target,
-    Transport,
-    select_checks,
-)
+from twisted_caps.check.checks import Check, select_checks
 from twisted_caps.check.feedback import CheckError, seconds
 from twisted_caps.check.report import CheckReport, CheckResult
+from twisted_caps.check.target import Profile, Target, Transport
 
 DEFAULT_TIMEOUT = 5.0
 #: No check waits for more than this many timeouts in a row; past that
