@@ -49,6 +49,10 @@ def grade_server(
     SIGKILL after L{STOP_TIMEOUT} seconds) stops every process it started.
     Its output is in the report's C{server_output}. A server that does not
     start fails every check (its output says why).
+
+    @raise ValueError: if C{command} has no C{{port}} and no C{port} is
+        given, or C{transports} is empty.
+    @raise RuntimeError: if the checker itself could not run (its error).
     """
     if not transports:
         raise ValueError("no transports to check")
@@ -66,23 +70,27 @@ def grade_server(
             )
         try:
             wait_until_listening(server, port, transports, startup_timeout)
-            _run_checker(port, profile, transports, timeout, report_path)
+            checker_error = _run_checker(port, profile, transports, timeout, report_path)
         finally:
             stop(server)
         with open(log_path, "rb") as log:
             output = log.read().decode(errors="replace")
-        with open(report_path, encoding="utf-8") as document:
-            return CheckReport.from_json(json.load(document), output)
+        try:
+            with open(report_path, encoding="utf-8") as document:
+                return CheckReport.from_json(json.load(document), output)
+        except FileNotFoundError:
+            raise RuntimeError(f"caps-check wrote no report: {checker_error}") from None
 
 
 def _run_checker(
     port: int, profile: Profile, transports: tuple[Transport, ...], timeout: float, path: str
-) -> None:
+) -> str:
+    """Run caps-check against loopback C{port}, its report to C{path}; return its stderr."""
     only = {"tcp": ["--udp-only"], "udp": ["--tcp-only"]}.get(
         "".join({"tcp", "udp"} - set(transports)), []
     )
     count = len(select_checks(profile, transports))
-    subprocess.run(
+    done = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -103,7 +111,9 @@ def _run_checker(
         capture_output=True,
         timeout=count * (WAITS_PER_CHECK * timeout + 1) + 60,
         check=False,
+        text=True,
     )
+    return done.stderr.strip()
 
 
 def free_port() -> int:

@@ -124,8 +124,14 @@ async def many_at_once(target: Target) -> None:
     """
     clients: list[StreamProbe] = []
     try:
-        for _ in range(CONCURRENT_CLIENTS):
-            clients.append(await connect(target))
+        for number in range(1, CONCURRENT_CLIENTS + 1):
+            try:
+                clients.append(await connect(target))
+            except CheckError as failure:
+                raise CheckError(
+                    f"client {number} of {CONCURRENT_CLIENTS} connecting one after another, "
+                    f"the others still connected: {failure}"
+                ) from None
             await pause(target.reactor, CONNECT_SPACING)
         sentences = [
             f"client {number} of {CONCURRENT_CLIENTS}".encode()
