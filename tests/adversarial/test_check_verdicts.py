@@ -16,12 +16,14 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import BIN, CHECKED_HOST, checked, detail, failed, start_student_server
-from twisted_caps.check import CHECK_IDS
+from twisted_caps.check import CHECK_IDS, CHECKS
 from twisted_caps.check.feedback import CheckError
+from twisted_caps.check.runner import _run_one
 from twisted_caps.check.stream_checks import split_multibyte
 from twisted_caps.check.target import Target
 
 STUDENT_SERVERS = Path(__file__).resolve().parent.parent / "student_servers"
+CHECKS_BY_ID = {check.id: check for check in CHECKS}
 
 
 def student_server(case: SynchronousTestCase, name: str, *transports: str) -> int:
@@ -109,6 +111,22 @@ class DatagramVerdictTests(SynchronousTestCase):
         _, document = checked(self, port, "--udp-only", "--timeout", "1")
         self.assertEqual(failed(document), {"udp-independent"})
         self.assertIn("to the address recvfrom() returned", detail(document, "udp-independent"))
+
+
+class TrickleTests(TestCase):
+    async def test_a_server_that_trickles_cannot_hang_a_check(self) -> None:
+        """
+        A server that answers one byte every 0.3 s never leaves a wait idle
+        for the 0.5 s timeout, yet the stream check stops after twelve
+        timeouts and a second, fails saying so, and leaves no socket open.
+        """
+        port = student_server(self, "trickle_server")
+        target = Target(reactor, CHECKED_HOST, CHECKED_HOST, port, 0.5)
+        started = reactor.seconds()
+        result = await _run_one(CHECKS_BY_ID["stream"], target)
+        self.assertEqual(result.detail, "no verdict within 7 s")
+        self.assertLess(reactor.seconds() - started, 7 + 2)
+        self.assertEqual(target.opened, [])  # its connection was closed at once
 
 
 class HostileServerTests(SynchronousTestCase):

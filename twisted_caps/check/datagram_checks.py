@@ -5,7 +5,7 @@ back, from the server's port, or a L{CheckError} saying what went wrong.
 """
 
 from twisted_caps.check.feedback import CheckError, describe_reply, seconds, show
-from twisted_caps.check.probes import open_datagram
+from twisted_caps.check.probes import DatagramProbe, open_datagram
 from twisted_caps.check.stream_checks import stream_payload
 from twisted_caps.check.target import Target
 from twisted_caps.transform import capitalize
@@ -14,9 +14,16 @@ from twisted_caps.transform import capitalize
 LARGE_DATAGRAM = 60_000
 
 
+def datagram_socket(target: Target) -> DatagramProbe:
+    """A fresh UDP socket connected to the server."""
+    probe = open_datagram(target.reactor, target.address, target.port)
+    target.opened.append(probe)
+    return probe
+
+
 async def datagram_exchange(target: Target, datagram: bytes, fix: str) -> None:
     """Send one datagram; fail unless one reply datagram, its capitalization, comes back."""
-    probe = open_datagram(target.reactor, target.address, target.port)
+    probe = datagram_socket(target)
     try:
         expected = capitalize(datagram)
         probe.send(datagram)
@@ -51,7 +58,7 @@ async def udp_independent(target: Target) -> None:
     Two sockets send two datagrams each, interleaved: each socket gets
     the replies to its own, each the capitalization of one datagram alone.
     """
-    sockets = {name: open_datagram(target.reactor, target.address, target.port) for name in "ab"}
+    sockets = {name: datagram_socket(target) for name in "ab"}
     sent = {name: [f"one from {name}".encode(), f"TWO from {name}!".encode()] for name in "ab"}
     try:
         for number in range(2):

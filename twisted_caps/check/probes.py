@@ -245,6 +245,8 @@ class DatagramProbe(DatagramProtocol):
             self._listening = False
             self.transport.stopListening()
 
+    abort = close
+
 
 def open_datagram(reactor: Any, address: str, port: int) -> DatagramProbe:
     """A L{DatagramProbe} on a fresh port, connected to C{address}:C{port}."""

@@ -78,4 +78,6 @@ async def _run_one(check: Check, target: Target) -> CheckResult:
     except Exception as failure:  # a server may provoke what no check foresaw
         detail = f"{type(failure).__name__}: {failure}".replace("\n", " ")
         return CheckResult(check.id, False, detail)
+    finally:
+        target.close_all()  # what a check stopped by the limit left open
     return CheckResult(check.id, True)

@@ -37,7 +37,7 @@ FIX_LOOP = "read and answer in a loop until recv() returns b'' (the client close
 async def connect(target: Target) -> StreamProbe:
     """Connect to the server; a refusal or silence is the check's failure."""
     try:
-        return await connect_stream(target.reactor, target.address, target.port, target.timeout)
+        probe = await connect_stream(target.reactor, target.address, target.port, target.timeout)
     except error.ConnectionRefusedError:
         raise CheckError(f"connection refused by {target.server}") from None
     except error.TimeoutError:
@@ -48,6 +48,8 @@ async def connect(target: Target) -> StreamProbe:
         raise CheckError(
             f"cannot connect to {target.server}: {failure.osError or failure}"
         ) from None
+    target.opened.append(probe)
+    return probe
 
 
 async def exchange(target: Target, sentence: bytes, fix: str = FIX_REPLY) -> None:
