@@ -14,6 +14,7 @@ from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import (
+    BIN,
     CHECKED_HOST,
     caps_check,
     checked,
@@ -150,6 +151,8 @@ class CommandTests(SynchronousTestCase):
             ["--weight", "tcp-reply=-1"],
             ["--json", "/no/such/folder/report.json"],
             ["--gradescope", "."],
+            ["--host", ""],
+            ["--host", "a" * 300],
             ["--frobnicate"],
             ["extra"],
         ):
@@ -215,6 +218,22 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(sorted(expected["--tcp-only"] + expected["--udp-only"]), sorted(CHECK_IDS))
         self.assertIn("unicode", expected["--tcp-only"])
         self.assertIn("udp-large", expected["--udp-only"])
+
+    def test_a_reader_that_goes_away_is_no_error(self) -> None:
+        """
+        Output piped into a reader that is gone (C{| head} after it exits):
+        no traceback, and the exit status still says a check failed.
+        """
+        port = free_port()
+        reader = subprocess.Popen(
+            [os.path.join(BIN, "caps-check"), "--port", str(port), "--profile", "full"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert reader.stdout is not None
+        reader.stdout.close()  # before the command has printed anything
+        _, errors = reader.communicate(timeout=60)
+        self.assertEqual((reader.returncode, errors), (1, b""))
 
     def test_python_m_runs_the_command(self) -> None:
         """C{python -m twisted_caps.check} is caps-check."""

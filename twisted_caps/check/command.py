@@ -101,6 +101,13 @@ class CheckOptions(usage.Options):
         self["weights"][check_id] = weight
 
     def postOptions(self) -> None:
+        host = self["host"]
+        try:
+            valid_host = bool(host) and bool(host.encode("idna"))
+        except UnicodeError:
+            valid_host = False
+        if not valid_host:
+            raise usage.UsageError(f"--host: {host!r} is not a host name or IP address")
         port = self["port"]
         if not (port.isdigit() and 0 < int(port) <= 65535):
             raise usage.UsageError(f"--port: {port!r} is not a port number (1-65535)")
@@ -149,8 +156,11 @@ async def run(reactor: Any, options: CheckOptions) -> None:
     """Carry out one C{caps-check}; exit with its status."""
 
     def print_line(line: str) -> None:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away (| head): finish quietly
+            _silence_stdout()
 
     report = await run_checks(
         reactor,
@@ -182,17 +192,22 @@ def _write_reports(report: CheckReport, options: CheckOptions) -> None:
             raise SystemExit(USAGE_ERROR) from None
 
 
+def _silence_stdout() -> None:
+    """Send what is left to print to /dev/null, so exiting does not fail on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of C{caps-check}."""
     options = CheckOptions()
     try:
         options.parseOptions(argv)
     except BrokenPipeError:  # --help | head
+        _silence_stdout()
         raise SystemExit(0) from None
     except usage.UsageError as failure:
         sys.stderr.write(f"caps-check: {failure} (see --help)\n")
         raise SystemExit(USAGE_ERROR) from None
-    try:
-        react(lambda reactor: ensureDeferred(run(reactor, options)))
-    except BrokenPipeError:  # the reader of our output went away (| head)
-        raise SystemExit(1) from None
+    react(lambda reactor: ensureDeferred(run(reactor, options)))

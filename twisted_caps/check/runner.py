@@ -7,7 +7,6 @@ bounded in time: no server can make a run hang.
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import error
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import TimeoutError as NoVerdict
 from twisted.internet.defer import ensureDeferred
@@ -18,6 +17,8 @@ from twisted_caps.check.report import CheckReport, CheckResult
 from twisted_caps.check.target import Profile, Target, Transport
 
 DEFAULT_TIMEOUT = 5.0
+#: Seconds a host name lookup may take, however short the checks' timeout.
+RESOLVE_TIMEOUT = 5.0
 #: No check waits for more than this many timeouts in a row; past that
 #: (plus a second) it is stopped and fails.
 WAITS_PER_CHECK = 12
@@ -42,7 +43,7 @@ async def run_checks(
     resolution_failure = None
     try:
         target = Target(reactor, host, await _resolve(reactor, host, timeout), port, timeout)
-    except (error.DNSLookupError, NoVerdict):
+    except Exception:  # DNSLookupError, a time-out, or a name the resolver rejects
         resolution_failure = f"cannot resolve host {host!r}"
     results = []
     for check in select_checks(profile, transports):
@@ -57,10 +58,11 @@ async def run_checks(
 
 
 async def _resolve(reactor: Any, host: str, timeout: float) -> str:
-    """C{host} as an IP address, looked up within C{timeout} seconds."""
+    """C{host} as an IP address, looked up within C{timeout} seconds (at least 5)."""
     if isIPAddress(host) or isIPv6Address(host):
         return host
-    address: str = await reactor.resolve(host).addTimeout(timeout, reactor)
+    looking_up = reactor.resolve(host).addTimeout(max(timeout, RESOLVE_TIMEOUT), reactor)
+    address: str = await looking_up
     return address
 
 
