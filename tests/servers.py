@@ -413,3 +413,70 @@ def start_workers(
     serving = [f"caps worker {pid}: caps: serving".encode() for pid in workers.values()]
     wait_for(lambda: all(line in daemon.output for line in serving))
     return daemon, workers
+
+
+# Servers written the way students write them, and caps-check run against them.
+
+#: Where caps-check's tests find the servers they check.
+CHECKED_HOST = "127.0.0.1"
+
+
+def caps_check(*argv: str) -> "subprocess.CompletedProcess[str]":
+    """Run the installed caps-check command."""
+    return subprocess.run(
+        [os.path.join(BIN, "caps-check"), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def checked(
+    case: SynchronousTestCase, port: int, *argv: str
+) -> tuple["subprocess.CompletedProcess[str]", dict[str, Any]]:
+    """Run caps-check against loopback C{port}; return its run and its --json document."""
+    path = os.path.abspath(case.mktemp())
+    done = caps_check("--host", CHECKED_HOST, "--port", str(port), "--json", path, *argv)
+    case.assertNotIn("Traceback", done.stderr)
+    with open(path, encoding="utf-8") as document:
+        return done, json.load(document)
+
+
+def failed(document: dict[str, Any]) -> set[str]:
+    """The ids of the checks that failed in a --json document."""
+    return {check["id"] for check in document["checks"] if not check["passed"]}
+
+
+def detail(document: dict[str, Any], check_id: str) -> str:
+    """The detail of one check in a --json document."""
+    for check in document["checks"]:
+        if check["id"] == check_id:
+            return str(check["detail"])
+    raise KeyError(check_id)
+
+
+def start_student_server(
+    case: SynchronousTestCase, program: str, transports: tuple[str, ...] = ("tcp", "udp")
+) -> int:
+    """
+    Run C{python PROGRAM PORT} on a free port, in a session of its own;
+    wait until it listens; stop it and its children at cleanup. Return the port.
+    """
+    from twisted_caps.check.grader import free_port, stop, wait_until_listening
+
+    port = free_port()
+    log_path = os.path.abspath(case.mktemp())
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, program, str(port)],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    case.addCleanup(stop, process)
+    if not wait_until_listening(process, port, transports, 30):  # type: ignore[arg-type]
+        with open(log_path, "rb") as log:
+            case.fail(f"{program} did not start: {log.read().decode(errors='replace')}")
+    return port

@@ -1,0 +1,182 @@
+"""
+caps-check's verdicts on servers written the way students write them,
+none of them by the checker's authors' hand for the checker: each server
+gets the verdict its code deserves, every time, with a detail that points
+at its mistake.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+
+from tests.servers import BIN, CHECKED_HOST, checked, detail, failed, start_student_server
+from twisted_caps.check import CHECK_IDS, CHECKS
+from twisted_caps.check.feedback import CheckError
+from twisted_caps.check.runner import _run_one
+from twisted_caps.check.stream_checks import split_multibyte
+from twisted_caps.check.target import Target
+
+STUDENT_SERVERS = Path(__file__).resolve().parent.parent / "student_servers"
+CHECKS_BY_ID = {check.id: check for check in CHECKS}
+
+
+def student_server(case: SynchronousTestCase, name: str, *transports: str) -> int:
+    """Start C{tests/student_servers/NAME.py}; return its port."""
+    return start_student_server(case, str(STUDENT_SERVERS / f"{name}.py"), transports or ("tcp",))
+
+
+class ConcurrencyVerdictTests(SynchronousTestCase):
+    def test_forking_server_passes_the_lecture_tcp_checks(self) -> None:
+        """A child process per client (the lecture's last slide) is concurrent."""
+        port = student_server(self, "forking_server")
+        done, document = checked(self, port, "--tcp-only", "--timeout", "2")
+        self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
+
+    def test_select_server_passes_the_lecture_tcp_checks(self) -> None:
+        """One thread multiplexing with select() is concurrent too."""
+        port = student_server(self, "select_server")
+        done, document = checked(self, port, "--tcp-only", "--timeout", "2")
+        self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
+
+    def test_iterative_server_with_a_receive_timeout_is_still_iterative(self) -> None:
+        """
+        Dropping a silent client after half a second lets the next one in,
+        but one at a time: tcp-concurrent fails and says why.
+        """
+        port = student_server(self, "iterative_with_timeout")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "2")
+        self.assertIn("tcp-concurrent", failed(document))
+        self.assertIn("closed a silent first client", detail(document, "tcp-concurrent"))
+
+
+class ReplyVerdictTests(SynchronousTestCase):
+    def test_a_newline_added_to_the_reply_is_wrong(self) -> None:
+        """An extra newline fails tcp-reply, pointing at byte 11."""
+        port = student_server(self, "newline_reply")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        self.assertIn("tcp-reply", failed(document))
+        self.assertIn(
+            "got 'HELLO WORLD\\n' (12 bytes); expected 'HELLO WORLD' (11 bytes); "
+            "first difference at byte 11",
+            detail(document, "tcp-reply"),
+        )
+
+    def test_strict_decoding_fails_the_checks_with_bytes_that_are_not_text(self) -> None:
+        """
+        C{decode().upper().encode()} per chunk gets Unicode right, but loses
+        invalid UTF-8 and characters split across reads.
+        """
+        port = student_server(self, "strict_decode")
+        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "1")
+        self.assertEqual(failed(document), {"invalid-utf8", "split-multibyte"})
+        self.assertIn("surrogateescape", detail(document, "invalid-utf8"))
+
+    def test_reading_once_per_client_fails_every_multi_chunk_check(self) -> None:
+        """
+        A concurrent server that reads once per connection passes the
+        lecture profile and fails the checks that send more than one chunk.
+        """
+        port = student_server(self, "threaded_recv_once")
+        done, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
+        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "1")
+        self.assertEqual(failed(document), {"unicode", "split-multibyte", "stream", "half-close"})
+
+
+class SplitCharacterTests(TestCase):
+    async def test_a_server_that_reads_once_fails_split_multibyte_every_time(self) -> None:
+        """
+        The halves of a split character are 50 ms or more apart and the
+        second waits for the server's answer to the first, so a server that
+        reads once is caught on every try, not half of them.
+        """
+        port = student_server(self, "threaded_recv_once")
+        target = Target(reactor, CHECKED_HOST, CHECKED_HOST, port, 2.0)
+        for _ in range(10):
+            with self.assertRaises(CheckError) as raised:
+                await split_multibyte(target)
+            self.assertIn("closed the connection before the rest", str(raised.exception))
+
+
+class DatagramVerdictTests(SynchronousTestCase):
+    def test_replies_to_the_wrong_sender_fail_udp_independent(self) -> None:
+        """Answering every datagram to the first client passes udp-reply, not udp-independent."""
+        port = student_server(self, "udp_first_client_only", "udp")
+        _, document = checked(self, port, "--udp-only", "--timeout", "1")
+        self.assertEqual(failed(document), {"udp-independent"})
+        self.assertIn("to the address recvfrom() returned", detail(document, "udp-independent"))
+
+
+class TrickleTests(TestCase):
+    async def test_a_server_that_trickles_cannot_hang_a_check(self) -> None:
+        """
+        A server that answers one byte every 0.3 s never leaves a wait idle
+        for the 0.5 s timeout, yet the stream check stops after twelve
+        timeouts and a second, fails saying so, and leaves no socket open.
+        """
+        port = student_server(self, "trickle_server")
+        target = Target(reactor, CHECKED_HOST, CHECKED_HOST, port, 0.5)
+        started = reactor.seconds()
+        result = await _run_one(CHECKS_BY_ID["stream"], target)
+        self.assertEqual(result.detail, "no verdict within 7 s")
+        self.assertLess(reactor.seconds() - started, 7 + 2)
+        self.assertEqual(target.opened, [])  # its connection was closed at once
+
+
+class HostileServerTests(SynchronousTestCase):
+    """A server cannot hang caps-check, exhaust its memory, or make it print a traceback."""
+
+    def test_a_silent_server_fails_every_check_in_bounded_time(self) -> None:
+        """
+        A server that accepts and reads but never answers: each check
+        fails with "no reply within 0.5 s", and the whole run ends soon.
+        """
+        port = student_server(self, "silent_server", "tcp", "udp")
+        started = time.monotonic()
+        done, document = checked(self, port, "--profile", "full", "--timeout", "0.5")
+        self.assertLess(time.monotonic() - started, 30)
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(failed(document), set(CHECK_IDS))
+        for check_id in ("tcp-reply", "unicode", "stream", "udp-reply", "udp-large"):
+            self.assertIn("no reply within 0.5 s", detail(document, check_id))
+
+    def test_a_flooding_server_cannot_exhaust_the_checkers_memory(self) -> None:
+        """
+        A server that answers with an endless flood (TCP and UDP) fails
+        every check, its flood shown, while the checker stays under
+        150 MB of resident memory and finishes in bounded time.
+        """
+        port = student_server(self, "flood_server", "tcp", "udp")
+        report = self.mktemp()
+        measure = (
+            "import resource, subprocess, sys; "
+            "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, timeout=120); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+        )
+        started = time.monotonic()
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                measure,
+                os.path.join(BIN, "caps-check"),
+                *("--host", CHECKED_HOST, "--port", str(port), "--profile", "full"),
+                *("--timeout", "1", "--json", report),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        self.assertLess(time.monotonic() - started, 60)
+        self.assertLess(int(done.stdout), 150 * 1024, "peak resident memory in KiB")
+        with open(report, encoding="utf-8") as document:
+            results = json.load(document)
+        for check in results["checks"]:
+            self.assertFalse(check["passed"])
+            self.assertRegex(check["detail"], "got '(X{40}|Y{40})'")

@@ -1,0 +1,73 @@
+"""
+grade_server, the autograder helper: it starts a student's server, grades
+it through real sockets, and stops it every time, whatever the server does.
+"""
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from twisted_caps.check import grade_server
+from twisted_caps.check.grader import STOP_TIMEOUT, free_port
+
+PROJECT = Path(__file__).resolve().parent.parent
+LECTURE_SERVER = str(PROJECT / "examples" / "grading" / "lecture_server.py")
+STUDENT_SERVERS = Path(__file__).resolve().parent / "student_servers"
+
+
+def refused(port: int) -> bool:
+    """Whether a TCP connection to loopback C{port} is refused (nobody listens)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+class GradeServerTests(SynchronousTestCase):
+    def test_grades_and_stops_the_lecture_server(self) -> None:
+        """
+        The report asserts by id, carries the server's output, and the
+        server is stopped when grade_server returns.
+        """
+        report = grade_server(
+            [sys.executable, LECTURE_SERVER, "{port}"], transports=("tcp",), timeout=1
+        )
+        self.assertTrue(report.passed("tcp-reply"))
+        self.assertFalse(report.passed("tcp-concurrent"))
+        self.assertIn("The server is ready to receive", report.server_output)
+        self.assertTrue(report.server.startswith("127.0.0.1:"))
+        server_port = int(report.server.rsplit(":", 1)[1])
+        self.assertTrue(refused(server_port))
+
+    def test_a_server_that_ignores_sigterm_is_killed(self) -> None:
+        """A server deaf to SIGTERM is killed after the grace period; the port is free again."""
+        port = free_port()
+        started = time.monotonic()
+        report = grade_server(
+            [sys.executable, str(STUDENT_SERVERS / "ignores_sigterm.py"), str(port)],
+            transports=("tcp",),
+            timeout=1,
+            port=port,
+        )
+        self.assertTrue(report.passed("tcp-concurrent"), report.text())
+        self.assertTrue(refused(port))
+        self.assertGreaterEqual(time.monotonic() - started, STOP_TIMEOUT)
+
+    def test_a_server_that_does_not_start_fails_every_check(self) -> None:
+        """A crash at start fails each check, and the report keeps the server's traceback."""
+        report = grade_server(
+            [sys.executable, str(STUDENT_SERVERS / "crashes_at_start.py"), "{port}"],
+            startup_timeout=5,
+        )
+        self.assertEqual(report.passed_ids, ())
+        self.assertEqual(len(report.failed_ids), 6)
+        self.assertIn("NameError", report.server_output)
+        self.assertTrue(report["tcp-reply"].detail.startswith("connection refused by 127.0.0.1:"))
+
+    def test_a_command_without_a_port_is_refused(self) -> None:
+        with self.assertRaises(ValueError):
+            grade_server([sys.executable, LECTURE_SERVER])

@@ -1,0 +1,213 @@
+# -*- test-case-name: tests.test_check -*-
+"""
+The C{caps-check} command (also C{python -m twisted_caps.check}): check a
+capitalization server from outside, print one line per check, exit 0 when
+every check passed, 1 when any failed, 2 for a usage error.
+"""
+
+import os
+import sys
+import textwrap
+from typing import Any
+
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import react
+from twisted.python import usage
+
+from twisted_caps.check.checks import CHECK_IDS, CHECKS
+from twisted_caps.check.report import CheckReport, write_json
+from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks
+from twisted_caps.check.target import PROFILES, Transport
+
+USAGE_ERROR = 2
+
+
+def _check_list() -> str:
+    return "\n".join(
+        textwrap.fill(
+            f"{check.id} ({check.profile}): {check.proves}",
+            78,
+            initial_indent="  ",
+            subsequent_indent="      ",
+        )
+        for check in CHECKS
+    )
+
+
+DESCRIPTION = """
+Check a capitalization server from outside, as the course's assignment
+and twisted-caps' protocol define it, and say what to fix.
+
+Prints one line per check (id, PASS or FAIL and, for a failure, what was
+sent, what came back, what was expected and what to fix), then "N passed,
+M failed". Exit status: 0 when every check passed, 1 when any failed, 2
+for a usage error or a report file that cannot be written. Checks run one
+after another and close their connections, so an iterative server gets a
+fair trial of each.
+
+Profile "lecture" is what the lecture's assignment asks; "full" adds the
+rest of twisted-caps' protocol. The checks, in the order they run:
+{checks}
+
+--gradescope writes Gradescope's results.json: one test per check, worth
+1 point unless --weight ID=POINTS says otherwise.
+"""
+
+
+class CheckOptions(usage.Options):
+    """The options of C{caps-check}; C{--help} prints them and L{DESCRIPTION}."""
+
+    synopsis = (
+        "Usage: caps-check [--host H] [--port P] [--profile lecture|full]\n"
+        "                  [--tcp-only | --udp-only] [--timeout S] [--json FILE]\n"
+        "                  [--gradescope FILE] [--weight ID=POINTS ...]"
+    )
+    # usage.Options reflows longdesc into one paragraph; getUsage keeps the lines.
+    longdesc = ""
+    optParameters = [
+        ["host", None, "localhost", "Server host name or IP address."],
+        ["port", "p", "1200", "Server port (TCP and UDP)."],
+        ["profile", None, "lecture", "Checks to run: lecture or full."],
+        ["timeout", "t", f"{DEFAULT_TIMEOUT:g}", "Seconds each wait of a check may last."],
+        ["json", None, None, "Also write the results to FILE as JSON."],
+        ["gradescope", None, None, "Also write Gradescope's results.json to FILE."],
+    ]
+    optFlags = [
+        ["tcp-only", None, "Run the TCP checks only."],
+        ["udp-only", None, "Run the UDP checks only."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["weights"] = {}
+
+    def getUsage(self, width: int | None = None) -> str:
+        """The options, then the description with its lines as written."""
+        return str(super().getUsage(width)) + DESCRIPTION.format(checks=_check_list())
+
+    def opt_weight(self, value: str) -> None:
+        """Points of check ID in --gradescope (ID=POINTS; default 1; repeatable)."""
+        check_id, equals, points = value.partition("=")
+        if not equals:
+            raise usage.UsageError(f"--weight: {value!r} is not ID=POINTS")
+        if check_id not in CHECK_IDS:
+            raise usage.UsageError(f"--weight: no check {check_id!r} ({', '.join(CHECK_IDS)})")
+        try:
+            weight = float(points)
+        except ValueError:
+            raise usage.UsageError(f"--weight: {points!r} is not a number of points") from None
+        if not 0 <= weight < float("inf"):
+            raise usage.UsageError(f"--weight: {points!r} is not a number of points")
+        self["weights"][check_id] = weight
+
+    def postOptions(self) -> None:
+        host = self["host"]
+        try:
+            valid_host = bool(host) and bool(host.encode("idna"))
+        except UnicodeError:
+            valid_host = False
+        if not valid_host:
+            raise usage.UsageError(f"--host: {host!r} is not a host name or IP address")
+        port = self["port"]
+        if not (port.isdigit() and 0 < int(port) <= 65535):
+            raise usage.UsageError(f"--port: {port!r} is not a port number (1-65535)")
+        self["port"] = int(port)
+        try:
+            timeout = float(self["timeout"])
+        except ValueError:
+            timeout = 0.0
+        if not 0 < timeout < float("inf"):
+            raise usage.UsageError(f"--timeout: {self['timeout']!r} is not a number of seconds > 0")
+        self["timeout"] = timeout
+        if self["profile"] not in PROFILES:
+            raise usage.UsageError(f"--profile: {self['profile']!r} is not lecture or full")
+        if self["tcp-only"] and self["udp-only"]:
+            raise usage.UsageError("--tcp-only and --udp-only exclude each other")
+        for name in ("json", "gradescope"):
+            if self[name] is not None:
+                _check_writable(name, self[name])
+
+    def parseArgs(self, *extra: str) -> None:
+        if extra:
+            raise usage.UsageError(f"unexpected argument {extra[0]!r}")
+
+    @property
+    def transports(self) -> tuple[Transport, ...]:
+        """The transports whose checks run."""
+        if self["tcp-only"]:
+            return ("tcp",)
+        if self["udp-only"]:
+            return ("udp",)
+        return ("tcp", "udp")
+
+
+def _check_writable(option: str, path: str) -> None:
+    """Refuse a report file that could not be written, before any check runs."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise usage.UsageError(f"--{option}: {path} is a directory")
+    if not os.path.isdir(folder):
+        raise usage.UsageError(f"--{option}: no directory {folder}")
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise usage.UsageError(f"--{option}: {path} is not writable")
+
+
+async def run(reactor: Any, options: CheckOptions) -> None:
+    """Carry out one C{caps-check}; exit with its status."""
+
+    def print_line(line: str) -> None:
+        try:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader went away (| head): finish quietly
+            _silence_stdout()
+
+    report = await run_checks(
+        reactor,
+        options["host"],
+        options["port"],
+        options["profile"],
+        options.transports,
+        options["timeout"],
+        on_result=lambda result: print_line(result.line()),
+    )
+    print_line(report.summary())
+    _write_reports(report, options)
+    raise SystemExit(0 if report.all_passed else 1)
+
+
+def _write_reports(report: CheckReport, options: CheckOptions) -> None:
+    documents = {
+        "json": report.to_json,
+        "gradescope": lambda: report.to_gradescope(options["weights"]),
+    }
+    for name, document in documents.items():
+        path = options[name]
+        if path is None:
+            continue
+        try:
+            write_json(path, document())
+        except OSError as failure:
+            sys.stderr.write(f"caps-check: --{name}: cannot write {path}: {failure.strerror}\n")
+            raise SystemExit(USAGE_ERROR) from None
+
+
+def _silence_stdout() -> None:
+    """Send what is left to print to /dev/null, so exiting does not fail on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of C{caps-check}."""
+    options = CheckOptions()
+    try:
+        options.parseOptions(argv)
+    except BrokenPipeError:  # --help | head
+        _silence_stdout()
+        raise SystemExit(0) from None
+    except usage.UsageError as failure:
+        sys.stderr.write(f"caps-check: {failure} (see --help)\n")
+        raise SystemExit(USAGE_ERROR) from None
+    react(lambda reactor: ensureDeferred(run(reactor, options)))

@@ -1,0 +1,101 @@
+# -*- test-case-name: tests.test_check_feedback -*-
+"""
+What a failed check tells a student: the bytes sent, the bytes that came
+back and the bytes expected, shortened to one readable line, with the
+offset of the first byte that differs. Pure Python, no I/O.
+"""
+
+#: Bytes of a reply shown whole; longer ones are shown as a window.
+SHOWN_WHOLE = 48
+#: Bytes shown around the first difference in a long reply.
+WINDOW = 40
+
+
+class CheckError(Exception):
+    """A check's verdict is FAIL; the message is its one-line detail."""
+
+
+def show(data: bytes, around: int = 0) -> str:
+    """
+    C{data} as one line: text in quotes when it is UTF-8 (C{'STRASSE'}),
+    else a bytes literal (C{b'caf\\xe9'}), with its length.
+    Past L{SHOWN_WHOLE} bytes only a window near offset C{around} is shown,
+    with C{...} where bytes are left out.
+    """
+    if len(data) <= SHOWN_WHOLE:
+        return f"{_literal(data)} ({_bytes(len(data))})"
+    start = _character_start(data, max(0, min(around - WINDOW // 4, len(data) - WINDOW)))
+    end = _character_start(data, min(len(data), start + WINDOW))
+    before = "..." if start else ""
+    after = "..." if end < len(data) else ""
+    window = _literal(data[start:end])
+    return f"{before}{window}{after} ({_bytes(len(data))}, from byte {start:,})"
+
+
+def _character_start(data: bytes, offset: int) -> int:
+    """Move C{offset} back off UTF-8 continuation bytes (at most 3), onto a character's start."""
+    for _ in range(3):
+        if 0 < offset < len(data) and 0x80 <= data[offset] < 0xC0:
+            offset -= 1
+    return offset
+
+
+def _literal(data: bytes) -> str:
+    try:
+        return repr(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        return repr(data)
+
+
+def _bytes(count: int) -> str:
+    return "1 byte" if count == 1 else f"{count:,} bytes"
+
+
+def first_difference(got: bytes, expected: bytes) -> int:
+    """The offset of the first byte where C{got} and C{expected} differ."""
+    for offset, (mine, theirs) in enumerate(zip(got, expected, strict=False)):
+        if mine != theirs:
+            return offset
+    return min(len(got), len(expected))
+
+
+def seconds(value: float) -> str:
+    """A number of seconds as people write it: C{5 s}, C{0.5 s}."""
+    return f"{value:g} s"
+
+
+def describe_reply(
+    sent: bytes | str,
+    got: bytes,
+    expected: bytes,
+    ending: str | None,
+    timeout: float,
+    whole: bool = False,
+) -> str | None:
+    """
+    The detail of a reply that is not C{expected}, or None when it is.
+    C{sent} is what was sent, as bytes or already described; C{whole} says
+    the reply came whole (a datagram), so a short one is not "more to come".
+
+    C{ending} says how the wait ended before the whole reply came: C{None}
+    (the reply is complete, or nothing more came within C{timeout}
+    seconds), C{"closed"} (end of file) or C{"reset"}.
+    """
+    if got == expected:
+        return None
+    offset = first_difference(got, expected)
+    what = f"sent {sent if isinstance(sent, str) else show(sent)}; "
+    if expected.startswith(got) and not whole:
+        if got:
+            what += f"got only {show(got, offset)}, then "
+        if ending == "closed":
+            what += "the server closed the connection"
+        elif ending == "reset":
+            what += "the connection was reset"
+        else:
+            what += f"no {'more ' if got else ''}reply within {seconds(timeout)}"
+        return f"{what}; expected {show(expected, offset)}"
+    return (
+        f"{what}got {show(got, offset)}; expected {show(expected, offset)}; "
+        f"first difference at byte {offset:,}"
+    )
