@@ -4,8 +4,11 @@ sockets: slow readers, readers that stop, and clients that half-close and
 then stop reading. Idle means no progress in either direction.
 """
 
+import os
 import re
+import shutil
 import socket
+import tempfile
 import threading
 import time
 
@@ -121,4 +124,31 @@ class SlowReaderTests(SynchronousTestCase):
         self.assertEqual(reason, b"idle timeout")
         self.assertLess(2 - 0.1, duration)
         self.assertLess(duration, 2 * 1 + 1 + 3)  # two timeouts, the grace, slack
+        assert_clean_log(self, daemon)
+
+    def test_half_closed_client_that_stops_reading_is_aborted(self) -> None:
+        """
+        A client that sends its text, half-closes and never reads the
+        answer does not hold its connection for ever once its replies stop
+        moving: it is aborted after one to two --idle-timeout periods
+        (here over a UNIX socket, whose small kernel buffers leave replies
+        waiting in the server once the client has half-closed).
+        """
+        scratch = tempfile.mkdtemp(prefix="caps-")
+        self.addCleanup(shutil.rmtree, scratch, True)
+        path = os.path.join(scratch, "caps.sock")
+        command = twistd("--tcp", f"unix:{path}", "--no-udp", "--idle-timeout", "1")
+        daemon = start_process(self, command, expect=())
+        wait_for(lambda: f"serving TCP on {path}".encode() in daemon.output)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(path)
+            client.sendall("ΐ".encode() * 20_000)  # 120,000 bytes of answer
+            client.shutdown(socket.SHUT_WR)
+            half_closed = time.monotonic()
+            wait_for(lambda: close_durations(daemon), timeout=10)
+            elapsed = time.monotonic() - half_closed
+            closed_within(client, 10)
+        [(_, reason)] = close_durations(daemon)
+        self.assertEqual(reason, b"idle timeout")
+        self.assertLess(elapsed, 2 * 1 + 2)  # two timeouts, slack
         assert_clean_log(self, daemon)
