@@ -104,3 +104,8 @@ def make_server_files(directory: str, names: tuple[str, ...] = LOOPBACK_NAMES) -
             key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
         ),
     )
+
+
+def ssl_endpoint(files: ServerFiles) -> str:
+    """The C{--tcp} endpoint string of a loopback TLS listener on a free port."""
+    return f"ssl:0:interface=127.0.0.1:privateKey={files.key}:certKey={files.certificate}"

@@ -11,6 +11,7 @@ import select
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -480,3 +481,12 @@ def start_student_server(
         with open(log_path, "rb") as log:
             case.fail(f"{program} did not start: {log.read().decode(errors='replace')}")
     return port
+
+
+def read_until_close_notify(client: ssl.SSLSocket, timeout: float = 15) -> bytes:
+    """Everything the server sends up to its close_notify (SSLEOFError fails the test)."""
+    client.settimeout(timeout)
+    received = b""
+    while chunk := client.recv(65536):
+        received += chunk
+    return received

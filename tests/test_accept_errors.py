@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.accept_errors}: Twisted's accept events, summarized."""
+"""Tests for L{twisted_caps._twisted.accept_errors}: Twisted's accept events, summarized."""
 
 import socket
 
@@ -7,7 +7,7 @@ from twisted.internet.task import Clock
 from twisted.logger import LogEvent, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.accept_errors import (
+from twisted_caps._twisted.accept_errors import (
     CLOSED_FOR_LACK_OF_FILES,
     COULD_NOT_ACCEPT,
     EPISODE_LINES,

@@ -23,13 +23,15 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 from tests.certificates import make_server_files
 from tests.servers import (
     BIN,
+    HOST,
     alive,
+    course_tcp_client,
+    course_udp_client,
     require_program,
     start_daemonized,
     start_process,
     wait_for,
 )
-from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 from twisted_caps.daemon import HostSettings
 from twisted_caps.logs import LOG_FILE_MODE
 
@@ -394,7 +396,7 @@ class TLSReloadErrorTests(SynchronousTestCase):
         key: each reload fails with one line (that the settings in force
         stay is checked through a real listener in L{TLSReloadTests}).
         """
-        from twisted_caps.tls import ReloadableServerTLS
+        from twisted_caps._twisted.tls import ReloadableServerTLS
 
         directory = os.path.abspath(self.mktemp())
         first = make_server_files(directory)

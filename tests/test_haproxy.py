@@ -28,9 +28,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import ILogObserver, LogEvent, globalLogPublisher
 from twisted.trial.unittest import TestCase
 
-from tests.certificates import make_server_files
+from tests.certificates import make_server_files, ssl_endpoint
 from tests.servers import require_program, start_process, twistd, wait_for
-from tests.test_tls import ssl_endpoint
 from twisted_caps.client import _StreamExchange
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options

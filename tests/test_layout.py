@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent
 #: The modules of C{tests/} that other test modules may import.
-HELPERS = {"tests.servers", "tests.certificates"}
+HELPERS = {"tests.servers", "tests.certificates", "tests.proxy_headers"}
 HEADER = re.compile(r"# -\*- test-case-name: ([\w.]+) -\*-")
 #: Python run before a command in the fast-tier check: it makes opening a
 #: socket or starting a process fail.

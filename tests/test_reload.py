@@ -19,15 +19,17 @@ from pathlib import Path
 from twisted.trial.unittest import TestCase
 
 from tests.servers import (
+    HOST,
     Daemon,
     alive,
+    course_tcp_client,
+    course_udp_client,
     exited,
     kill_at_cleanup,
     running_workers,
     start_workers,
     wait_for,
 )
-from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 
 #: The package's source folder, which a test copies to play an installed version.
 PACKAGE = Path(__file__).resolve().parent.parent / "twisted_caps"

@@ -9,14 +9,9 @@ import subprocess
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.certificates import ServerFiles, make_server_files
+from tests.certificates import ServerFiles, make_server_files, ssl_endpoint
 from tests.servers import BIN, port_of, start_in_reactor, start_process, twistd
 from twisted_caps.client import TLSVerificationError, capitalize_over_tcp, tls_client_options
-
-
-def ssl_endpoint(files: ServerFiles) -> str:
-    """The C{--tcp} endpoint string of a loopback TLS listener on a free port."""
-    return f"ssl:0:interface=127.0.0.1:privateKey={files.key}:certKey={files.certificate}"
 
 
 def caps_client(*argv: str) -> subprocess.CompletedProcess[bytes]:

@@ -11,7 +11,7 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.test_loopback import HOST, course_tcp_client
+from tests.servers import HOST, course_tcp_client
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.service import InheritedSocket
 from twisted_caps.worker_process import decode_spec, encode_spec

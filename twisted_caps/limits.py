@@ -10,7 +10,7 @@ from twisted.internet.interfaces import IReactorTime
 MAX_CONNECTIONS = "max-connections"
 MAX_PER_PEER = "max-per-peer"
 #: The process had no file descriptor left for the connection (see
-#: L{twisted_caps.accept_errors}).
+#: L{twisted_caps._twisted.accept_errors}).
 OPEN_FILES = "open-files"
 #: Behind a PROXY-protocol listener: a header that is malformed, or not
 #: complete within the header deadline.

@@ -22,8 +22,8 @@ from twisted.web.server import Site
 
 from twisted_caps import endpoint_strings
 from twisted_caps._twisted import dispatch
+from twisted_caps._twisted.accept_errors import summarize_accept_errors
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port
-from twisted_caps.accept_errors import summarize_accept_errors
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
@@ -307,7 +307,7 @@ class CapsService(Service):
 def _reloadable_tls(port: IListeningPort) -> Any:
     """The reloadable TLS settings of C{port}, or None (also without pyOpenSSL)."""
     try:
-        from twisted_caps.tls import reloadable_tls
+        from twisted_caps._twisted.tls import reloadable_tls
     except ImportError:
         return None
     return reloadable_tls(port)

@@ -165,8 +165,11 @@ class WorkersService(Service):
             if protocol.counters is not None
         ]
 
-    def start_worker(self, index: int) -> WorkerProtocol:
-        """Spawn worker C{index}, handing it the listening sockets."""
+    def start_worker(self, index: int) -> WorkerProtocol | None:
+        """
+        Spawn worker C{index}, handing it the listening sockets; None if the
+        system refused the process (another try is scheduled).
+        """
         self._restarts.pop(index, None)
         spec_sockets = tuple(
             InheritedSocket(s.kind, FIRST_INHERITED_FD + i, s.family)
@@ -195,7 +198,7 @@ class WorkersService(Service):
                 delay=delay,
             )
             self._restarts[index] = self._reactor.callLater(delay, self.start_worker, index)
-            return
+            return None
         self.workers[index] = protocol
         self.log.info("caps: worker {index} started, pid {pid}", index=index, pid=protocol.pid)
         return protocol
@@ -251,6 +254,9 @@ class WorkersService(Service):
             # From here the old worker is the reload's: stopService signals it too.
             self.retiring.add(old)
             new = self.start_worker(index)
+            if new is None:
+                self._keep_after_spawn_failure(old)
+                return
             serving = new.serving.addTimeout(READY_TIMEOUT, self._reactor)
             try:
                 failure = None if await serving else "exited before serving"
@@ -281,6 +287,18 @@ class WorkersService(Service):
         if restart is not None:
             restart.cancel()
         self.workers[old.index] = old
+
+    def _keep_after_spawn_failure(self, old: WorkerProtocol) -> None:
+        """No new worker could be spawned: the old one stays, and the reload stops here."""
+        self.retiring.discard(old)
+        restart = self._restarts.pop(old.index, None)
+        if restart is not None:
+            restart.cancel()
+        self.log.warn(
+            "caps: reload stopped: no new worker {index} could be started;"
+            " the old workers keep serving",
+            index=old.index,
+        )
 
     def _retire(self, old: WorkerProtocol) -> None:
         """Ask a replaced worker to finish its connections and exit; SIGKILL it if it lingers."""

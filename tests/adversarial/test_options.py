@@ -27,8 +27,15 @@ from hypothesis import strategies as st
 from twisted.python import usage
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from tests.servers import BIN, SERVING, start_process, twistd, wait_for
-from tests.test_loopback import course_tcp_client, course_udp_client
+from tests.servers import (
+    BIN,
+    SERVING,
+    course_tcp_client,
+    course_udp_client,
+    start_process,
+    twistd,
+    wait_for,
+)
 from twisted_caps.client import ClientOptions
 from twisted_caps.tap import Options
 

@@ -13,19 +13,18 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.adversarial.test_tls import read_until_close_notify
-from tests.certificates import make_server_files
+from tests.certificates import make_server_files, ssl_endpoint
+from tests.proxy_headers import ACCEPTED, REFUSED
 from tests.servers import (
     Daemon,
     assert_clean_log,
     closed_within,
+    read_until_close_notify,
+    scrape,
     start_process,
     twistd,
     wait_for,
 )
-from tests.test_metrics import scrape
-from tests.test_proxy_header import ACCEPTED, REFUSED
-from tests.test_tls import ssl_endpoint
 from twisted_caps.proxy_header import V2_SIGNATURE
 
 HOST = "127.0.0.1"

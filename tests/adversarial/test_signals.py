@@ -18,8 +18,11 @@ from twisted.trial.unittest import TestCase
 
 from tests.servers import (
     BIN,
+    HOST,
     Daemon,
     alive,
+    course_tcp_client,
+    course_udp_client,
     exited,
     kill_at_cleanup,
     require_program,
@@ -30,7 +33,6 @@ from tests.servers import (
     twistd,
     wait_for,
 )
-from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 
 LOOPBACK = ("-i", HOST, "-p", "0")
 #: The signals that must never end the service.

@@ -15,10 +15,17 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.certificates import ServerFiles, make_server_files
-from tests.servers import Daemon, assert_clean_log, closed_within, start_process, twistd, wait_for
-from tests.test_metrics import scrape
-from tests.test_tls import ssl_endpoint
+from tests.certificates import ServerFiles, make_server_files, ssl_endpoint
+from tests.servers import (
+    Daemon,
+    assert_clean_log,
+    closed_within,
+    read_until_close_notify,
+    scrape,
+    start_process,
+    twistd,
+    wait_for,
+)
 from twisted_caps.transform import capitalize
 
 HOST = "127.0.0.1"
@@ -34,15 +41,6 @@ def tls_client(files: ServerFiles, port: int) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=files.ca)
     raw = socket.create_connection((HOST, port), timeout=10)
     return context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False)
-
-
-def read_until_close_notify(client: ssl.SSLSocket, timeout: float = 15) -> bytes:
-    """Everything the server sends up to its close_notify (SSLEOFError fails the test)."""
-    client.settimeout(timeout)
-    received = b""
-    while chunk := client.recv(64 * KiB):
-        received += chunk
-    return received
 
 
 class TLSCloseTests(SynchronousTestCase):

@@ -22,16 +22,12 @@ check; the inventory in L{twisted_caps._twisted} lists those that are read.
 
 import ast
 import importlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 
-from twisted.internet import endpoints, reactor
 from twisted.trial.unittest import SynchronousTestCase
 
 import twisted_caps
-from twisted_caps.config import TcpListener
 
 PACKAGE = Path(twisted_caps.__file__).parent
 FENCE = PACKAGE / "_twisted"
@@ -217,9 +213,7 @@ class FenceTests(SynchronousTestCase):
         caught = {
             path.stem for path, module in package_modules(FENCE) if private_reads(path, module)
         }
-        self.assertEqual(
-            caught, {"immediate", "dispatch", "shared_accept", "proxy_protocol", "tls"}
-        )
+        self.assertEqual(caught, {"accept_errors", "immediate", "dispatch", "shared_accept", "tls"})
 
     def test_planted_private_reads_are_caught(self) -> None:
         """Each kind of private read, planted in a module, is reported with its line."""
@@ -250,25 +244,3 @@ class FenceTests(SynchronousTestCase):
         """A subclass that redefines a private method of its Twisted base is reported."""
         found = private_reads(FENCE / "tls.py", "twisted_caps._twisted.tls")
         self.assertIn("HalfCloseTLSTransport._shutdownTLS (override)", [r.what for r in found])
-
-
-class FallbackTests(SynchronousTestCase):
-    def test_haproxy_listener_without_the_private_parsers_uses_twisteds_wrapper(self) -> None:
-        """
-        On a Twisted without C{twisted.protocols.haproxy._wrapper}, a
-        C{haproxy:} listener still starts, with Twisted's own wrapper.
-        """
-        saved = dict(sys.modules)
-
-        def restore() -> None:
-            sys.modules.clear()
-            sys.modules.update(saved)
-
-        self.addCleanup(restore)
-        # Twisted's own endpoint is loaded; then the private module loses its names.
-        endpoints.serverFromString(reactor, "haproxy:tcp:0")
-        emptied = "twisted.protocols.haproxy._wrapper"
-        sys.modules[emptied] = ModuleType(emptied)
-        sys.modules.pop("twisted_caps._twisted.proxy_protocol", None)
-        endpoint = TcpListener("haproxy:tcp:0:interface=127.0.0.1").endpoint(reactor)
-        self.assertEqual(type(endpoint).__module__, "twisted.internet.endpoints")

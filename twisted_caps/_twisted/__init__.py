@@ -26,7 +26,7 @@ Twisted without it, and the upstream ticket that would retire it.
     the reactor's public C{adoptStreamPort}, which accepts up to 100 per
     wake-up, so a burst may go to one worker. No upstream ticket yet: the
     text to file is in C{docs/twisted.md}.
-  - L{twisted_caps._twisted.proxy_protocol}: C{haproxy:} listeners that
+  - L{twisted_caps.proxy_protocol}: C{haproxy:} listeners that
     start the protocol once the PROXY header has arrived and pass
     half-closes on. Imports C{twisted.protocols.haproxy._wrapper},
     C{_v1parser}, C{_v2parser} and C{_exceptions}. Fallback: on a Twisted

@@ -28,8 +28,8 @@ from twisted.logger import ILogObserver, LogEvent, Logger
 from zope.interface import implementer
 
 from twisted_caps.limits import OPEN_FILES
-from twisted_caps.stream import CapsStreamFactory
 from twisted_caps.log_throttle import LogThrottle
+from twisted_caps.stream import CapsStreamFactory
 
 #: Twisted's per-client line after EMFILE: the client was accepted and closed.
 CLOSED_FOR_LACK_OF_FILES = "EMFILE recovery: Closed socket from {address}"
