@@ -6,7 +6,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.servers import assert_one_line_usage_error
 from twisted_caps.config import UdpListener
+from twisted_caps.datagram import MAX_UDP_PAYLOAD
 from twisted_caps.endpoint_strings import with_default_backlog
+from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW
 from twisted_caps.service import CapsService
 from twisted_caps.tap import Options, makeService
 
@@ -171,6 +173,12 @@ class OptionsTests(SynchronousTestCase):
             "Examples",
         ):
             self.assertIn(fragment, text)
+
+    def test_help_states_the_udp_limits_the_service_applies(self) -> None:
+        """The manual's numbers for UDP sizes and loop protection are the code's."""
+        text = " ".join(str(Options()).split())
+        self.assertIn(f"{MAX_UDP_PAYLOAD:,} bytes", text)
+        self.assertIn(f"more than {LOOP_STREAK} times in a row, each within {LOOP_WINDOW:g}s", text)
 
 
 class HelpTests(SynchronousTestCase):
