@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_help_text -*-
+# -*- test-case-name: tests.test_tap -*-
 """
 The C{--help} of C{twistd caps} and C{caps-client}: paragraphs wrapped to
 the terminal, examples kept line by line, and an output closed early (as
@@ -32,14 +32,19 @@ def paragraphs(text: str, width: int) -> str:
     """
     Format a docstring for a terminal of C{width} columns: each paragraph
     (lines separated by a blank line) wrapped, indented lines (examples)
-    kept as they are.
+    kept as they are, and epytext's C{::} before them shown as C{:}.
     """
     formatted: list[str] = []
     paragraph: list[str] = []
 
     def end_paragraph() -> None:
         if paragraph:
-            formatted.extend(textwrap.wrap(" ".join(paragraph), width))
+            text = " ".join(paragraph)
+            # "Examples::" introduces the literal lines of epytext (the API
+            # reference); a terminal reader wants one colon.
+            if text.endswith("::"):
+                text = text[:-1]
+            formatted.extend(textwrap.wrap(text, width))
             paragraph.clear()
 
     for line in inspect.cleandoc(text).splitlines():
