@@ -10,7 +10,7 @@ C{"1_2"} and refuses strings of more than 4,300 digits, and C{float}
 accepts C{"nan"}, C{"1e400"} (infinity) and Arabic-Indic digits. Here a
 number is what a person types: C{[0-9]} digits and, for seconds, one
 decimal point; anything else, any length beyond L{MAX_DIGITS} and any
-value out of range is a L{usage.UsageError} whose message is one line.
+value out of range is a C{usage.UsageError} whose message is one line.
 """
 
 import re
