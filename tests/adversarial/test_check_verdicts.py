@@ -55,6 +55,18 @@ class ConcurrencyVerdictTests(SynchronousTestCase):
         self.assertIn("closed a silent first client", detail(document, "tcp-concurrent"))
 
 
+class ResetVerdictTests(SynchronousTestCase):
+    def test_a_server_killed_by_a_reset_loses_no_other_check(self) -> None:
+        """
+        The lecture's server with a UDP thread dies of a reset (no try), and
+        only tcp-survives-reset says so: it runs last, after the UDP checks.
+        """
+        port = student_server(self, "lecture_with_udp", "tcp", "udp")
+        _, document = checked(self, port, "--timeout", "1")
+        self.assertEqual(failed(document), {"tcp-concurrent", "tcp-survives-reset"})
+        self.assertEqual(document["checks"][-1]["id"], "tcp-survives-reset")
+
+
 class ReplyVerdictTests(SynchronousTestCase):
     def test_a_newline_added_to_the_reply_is_wrong(self) -> None:
         """An extra newline fails tcp-reply, pointing at byte 11."""
