@@ -68,6 +68,17 @@ class GradeServerTests(SynchronousTestCase):
         self.assertIn("NameError", report.server_output)
         self.assertTrue(report["tcp-reply"].detail.startswith("connection refused by 127.0.0.1:"))
 
+    def test_a_port_served_already_is_refused(self) -> None:
+        """A port another program serves is refused before the student's server starts."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with self.assertRaises(RuntimeError) as raised:
+            grade_server([sys.executable, LECTURE_SERVER, str(port)], port=port)
+        self.assertIn(f"port {port} is served already", str(raised.exception))
+
     def test_a_command_without_a_port_is_refused(self) -> None:
         with self.assertRaises(ValueError):
             grade_server([sys.executable, LECTURE_SERVER])
