@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 
 from twisted_caps.check.checks import select_checks
@@ -138,10 +138,7 @@ def free_port() -> int:
 
 
 def wait_until_listening(
-    server: "subprocess.Popen[bytes]",
-    port: int,
-    transports: tuple[Transport, ...],
-    timeout: float,
+    server: "subprocess.Popen[bytes]", port: int, transports: Collection[str], timeout: float
 ) -> bool:
     """
     Wait until the server accepts a TCP connection on C{port} (closed at
