@@ -44,6 +44,16 @@ class ConcurrencyVerdictTests(SynchronousTestCase):
         done, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
 
+    def test_four_threads_are_not_twenty_clients(self) -> None:
+        """
+        A pool of four threads answers a client while another sits silent,
+        but not 20 clients connected at once: 4 of them are answered.
+        """
+        port = student_server(self, "thread_pool_server")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        self.assertEqual(failed(document), {"tcp-concurrent"})
+        self.assertIn("; 4 were answered; client 5: ", detail(document, "tcp-concurrent"))
+
     def test_iterative_server_with_a_receive_timeout_is_still_iterative(self) -> None:
         """
         Dropping a silent client after half a second lets the next one in,
