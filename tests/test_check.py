@@ -26,6 +26,7 @@ from tests.servers import (
     start_student_server,
     twistd,
 )
+from twisted_caps import __version__
 from twisted_caps.check import CHECK_IDS, run_checks, select_checks
 from twisted_caps.check.grader import free_port
 
@@ -234,6 +235,13 @@ class CommandTests(SynchronousTestCase):
         reader.stdout.close()  # before the command has printed anything
         _, errors = reader.communicate(timeout=60)
         self.assertEqual((reader.returncode, errors), (1, b""))
+
+    def test_version(self) -> None:
+        """--version names caps-check and twisted-caps' version, not Twisted's."""
+        done = caps_check("--version")
+        self.assertEqual(
+            (done.stdout, done.returncode), (f"caps-check (twisted-caps) {__version__}\n", 0)
+        )
 
     def test_python_m_runs_the_command(self) -> None:
         """C{python -m twisted_caps.check} is caps-check."""
