@@ -68,7 +68,7 @@ class TwistedCapsTests(SynchronousTestCase):
         tcp, _ = self.start("--once")
         done, document = checked(self, tcp, "--tcp-only")
         self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
-        done, document = checked(self, tcp, "--tcp-only", "--profile", "full", "--timeout", "1")
+        done, document = checked(self, tcp, "--tcp-only", "--profile", "full", "--timeout", "2")
         self.assertEqual(failed(document), MORE_THAN_ONE_CHUNK, done.stdout)
         self.assertEqual(done.returncode, 1)
         self.assertIn("the server closed the connection", detail(document, "half-close"))
@@ -84,7 +84,7 @@ class StudentServerTests(SynchronousTestCase):
         in its own thread or process.
         """
         port = start_student_server(self, LECTURE_SERVER, ("tcp",))
-        done, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        done, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertEqual(done.returncode, 1)
         self.assertNotIn("tcp-reply", failed(document))
         self.assertNotIn("tcp-sentences", failed(document))
@@ -97,7 +97,7 @@ class StudentServerTests(SynchronousTestCase):
         resets its connection stops it, and tcp-survives-reset says so.
         """
         port = start_student_server(self, LECTURE_SERVER, ("tcp",))
-        _, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertIn("tcp-survives-reset", failed(document))
         self.assertIn("after a client reset its connection", detail(document, "tcp-survives-reset"))
         self.assertIn("ConnectionResetError", detail(document, "tcp-survives-reset"))

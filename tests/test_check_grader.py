@@ -34,7 +34,7 @@ class GradeServerTests(SynchronousTestCase):
         server is stopped when grade_server returns.
         """
         report = grade_server(
-            [sys.executable, LECTURE_SERVER, "{port}"], transports=("tcp",), timeout=1
+            [sys.executable, LECTURE_SERVER, "{port}"], transports=("tcp",), timeout=2
         )
         self.assertTrue(report.passed("tcp-reply"))
         self.assertFalse(report.passed("tcp-concurrent"))
@@ -50,7 +50,7 @@ class GradeServerTests(SynchronousTestCase):
         report = grade_server(
             [sys.executable, str(STUDENT_SERVERS / "ignores_sigterm.py"), str(port)],
             transports=("tcp",),
-            timeout=1,
+            timeout=2,
             port=port,
         )
         self.assertTrue(report.passed("tcp-concurrent"), report.text())

@@ -50,7 +50,7 @@ class ConcurrencyVerdictTests(SynchronousTestCase):
         but not 20 clients connected at once: 4 of them are answered.
         """
         port = student_server(self, "thread_pool_server")
-        _, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertEqual(failed(document), {"tcp-concurrent"})
         self.assertIn("; 4 were answered; client 5: ", detail(document, "tcp-concurrent"))
 
@@ -72,7 +72,7 @@ class ResetVerdictTests(SynchronousTestCase):
         only tcp-survives-reset says so: it runs last, after the UDP checks.
         """
         port = student_server(self, "lecture_with_udp", "tcp", "udp")
-        _, document = checked(self, port, "--timeout", "1")
+        _, document = checked(self, port, "--timeout", "2")
         self.assertEqual(failed(document), {"tcp-concurrent", "tcp-survives-reset"})
         self.assertEqual(document["checks"][-1]["id"], "tcp-survives-reset")
 
@@ -81,7 +81,7 @@ class ReplyVerdictTests(SynchronousTestCase):
     def test_a_newline_added_to_the_reply_is_wrong(self) -> None:
         """An extra newline fails tcp-reply, pointing at byte 11."""
         port = student_server(self, "newline_reply")
-        _, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertIn("tcp-reply", failed(document))
         self.assertIn(
             "got 'HELLO WORLD\\n' (12 bytes); expected 'HELLO WORLD' (11 bytes); "
@@ -95,7 +95,7 @@ class ReplyVerdictTests(SynchronousTestCase):
         invalid UTF-8 and characters split across reads.
         """
         port = student_server(self, "strict_decode")
-        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "2")
         self.assertEqual(failed(document), {"invalid-utf8", "split-multibyte"})
         self.assertIn("surrogateescape", detail(document, "invalid-utf8"))
 
@@ -105,9 +105,9 @@ class ReplyVerdictTests(SynchronousTestCase):
         lecture profile and fails the checks that send more than one chunk.
         """
         port = student_server(self, "threaded_recv_once")
-        done, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        done, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
-        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "2")
         self.assertEqual(failed(document), {"unicode", "split-multibyte", "stream", "half-close"})
 
 
@@ -130,7 +130,7 @@ class DatagramVerdictTests(SynchronousTestCase):
     def test_replies_to_the_wrong_sender_fail_udp_independent(self) -> None:
         """Answering every datagram to the first client passes udp-reply, not udp-independent."""
         port = student_server(self, "udp_first_client_only", "udp")
-        _, document = checked(self, port, "--udp-only", "--timeout", "1")
+        _, document = checked(self, port, "--udp-only", "--timeout", "2")
         self.assertEqual(failed(document), {"udp-independent"})
         self.assertIn("to the address recvfrom() returned", detail(document, "udp-independent"))
 
