@@ -477,7 +477,7 @@ def start_student_server(
             start_new_session=True,
         )
     case.addCleanup(stop, process)
-    if not wait_until_listening(process, port, transports, 30):  # type: ignore[arg-type]
+    if not wait_until_listening(process, port, transports, 30):
         with open(log_path, "rb") as log:
             case.fail(f"{program} did not start: {log.read().decode(errors='replace')}")
     return port

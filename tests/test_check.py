@@ -26,6 +26,7 @@ from tests.servers import (
     start_student_server,
     twistd,
 )
+from twisted_caps import __version__
 from twisted_caps.check import CHECK_IDS, run_checks, select_checks
 from twisted_caps.check.grader import free_port
 
@@ -67,7 +68,7 @@ class TwistedCapsTests(SynchronousTestCase):
         tcp, _ = self.start("--once")
         done, document = checked(self, tcp, "--tcp-only")
         self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
-        done, document = checked(self, tcp, "--tcp-only", "--profile", "full", "--timeout", "1")
+        done, document = checked(self, tcp, "--tcp-only", "--profile", "full", "--timeout", "2")
         self.assertEqual(failed(document), MORE_THAN_ONE_CHUNK, done.stdout)
         self.assertEqual(done.returncode, 1)
         self.assertIn("the server closed the connection", detail(document, "half-close"))
@@ -83,7 +84,7 @@ class StudentServerTests(SynchronousTestCase):
         in its own thread or process.
         """
         port = start_student_server(self, LECTURE_SERVER, ("tcp",))
-        done, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        done, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertEqual(done.returncode, 1)
         self.assertNotIn("tcp-reply", failed(document))
         self.assertNotIn("tcp-sentences", failed(document))
@@ -96,7 +97,7 @@ class StudentServerTests(SynchronousTestCase):
         resets its connection stops it, and tcp-survives-reset says so.
         """
         port = start_student_server(self, LECTURE_SERVER, ("tcp",))
-        _, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertIn("tcp-survives-reset", failed(document))
         self.assertIn("after a client reset its connection", detail(document, "tcp-survives-reset"))
         self.assertIn("ConnectionResetError", detail(document, "tcp-survives-reset"))
@@ -234,6 +235,13 @@ class CommandTests(SynchronousTestCase):
         reader.stdout.close()  # before the command has printed anything
         _, errors = reader.communicate(timeout=60)
         self.assertEqual((reader.returncode, errors), (1, b""))
+
+    def test_version(self) -> None:
+        """--version names caps-check and twisted-caps' version, not Twisted's."""
+        done = caps_check("--version")
+        self.assertEqual(
+            (done.stdout, done.returncode), (f"caps-check (twisted-caps) {__version__}\n", 0)
+        )
 
     def test_python_m_runs_the_command(self) -> None:
         """C{python -m twisted_caps.check} is caps-check."""

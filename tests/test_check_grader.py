@@ -34,7 +34,7 @@ class GradeServerTests(SynchronousTestCase):
         server is stopped when grade_server returns.
         """
         report = grade_server(
-            [sys.executable, LECTURE_SERVER, "{port}"], transports=("tcp",), timeout=1
+            [sys.executable, LECTURE_SERVER, "{port}"], transports=("tcp",), timeout=2
         )
         self.assertTrue(report.passed("tcp-reply"))
         self.assertFalse(report.passed("tcp-concurrent"))
@@ -50,7 +50,7 @@ class GradeServerTests(SynchronousTestCase):
         report = grade_server(
             [sys.executable, str(STUDENT_SERVERS / "ignores_sigterm.py"), str(port)],
             transports=("tcp",),
-            timeout=1,
+            timeout=2,
             port=port,
         )
         self.assertTrue(report.passed("tcp-concurrent"), report.text())
@@ -67,6 +67,17 @@ class GradeServerTests(SynchronousTestCase):
         self.assertEqual(len(report.failed_ids), 6)
         self.assertIn("NameError", report.server_output)
         self.assertTrue(report["tcp-reply"].detail.startswith("connection refused by 127.0.0.1:"))
+
+    def test_a_port_served_already_is_refused(self) -> None:
+        """A port another program serves is refused before the student's server starts."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with self.assertRaises(RuntimeError) as raised:
+            grade_server([sys.executable, LECTURE_SERVER, str(port)], port=port)
+        self.assertIn(f"port {port} is served already", str(raised.exception))
 
     def test_a_command_without_a_port_is_refused(self) -> None:
         with self.assertRaises(ValueError):

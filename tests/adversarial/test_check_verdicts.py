@@ -44,6 +44,16 @@ class ConcurrencyVerdictTests(SynchronousTestCase):
         done, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
 
+    def test_four_threads_are_not_twenty_clients(self) -> None:
+        """
+        A pool of four threads answers a client while another sits silent,
+        but not 20 clients connected at once: 4 of them are answered.
+        """
+        port = student_server(self, "thread_pool_server")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "2")
+        self.assertEqual(failed(document), {"tcp-concurrent"})
+        self.assertIn("; 4 were answered; client 5: ", detail(document, "tcp-concurrent"))
+
     def test_iterative_server_with_a_receive_timeout_is_still_iterative(self) -> None:
         """
         Dropping a silent client after half a second lets the next one in,
@@ -55,11 +65,23 @@ class ConcurrencyVerdictTests(SynchronousTestCase):
         self.assertIn("closed a silent first client", detail(document, "tcp-concurrent"))
 
 
+class ResetVerdictTests(SynchronousTestCase):
+    def test_a_server_killed_by_a_reset_loses_no_other_check(self) -> None:
+        """
+        The lecture's server with a UDP thread dies of a reset (no try), and
+        only tcp-survives-reset says so: it runs last, after the UDP checks.
+        """
+        port = student_server(self, "lecture_with_udp", "tcp", "udp")
+        _, document = checked(self, port, "--timeout", "2")
+        self.assertEqual(failed(document), {"tcp-concurrent", "tcp-survives-reset"})
+        self.assertEqual(document["checks"][-1]["id"], "tcp-survives-reset")
+
+
 class ReplyVerdictTests(SynchronousTestCase):
     def test_a_newline_added_to_the_reply_is_wrong(self) -> None:
         """An extra newline fails tcp-reply, pointing at byte 11."""
         port = student_server(self, "newline_reply")
-        _, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertIn("tcp-reply", failed(document))
         self.assertIn(
             "got 'HELLO WORLD\\n' (12 bytes); expected 'HELLO WORLD' (11 bytes); "
@@ -73,7 +95,7 @@ class ReplyVerdictTests(SynchronousTestCase):
         invalid UTF-8 and characters split across reads.
         """
         port = student_server(self, "strict_decode")
-        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "2")
         self.assertEqual(failed(document), {"invalid-utf8", "split-multibyte"})
         self.assertIn("surrogateescape", detail(document, "invalid-utf8"))
 
@@ -83,9 +105,9 @@ class ReplyVerdictTests(SynchronousTestCase):
         lecture profile and fails the checks that send more than one chunk.
         """
         port = student_server(self, "threaded_recv_once")
-        done, document = checked(self, port, "--tcp-only", "--timeout", "1")
+        done, document = checked(self, port, "--tcp-only", "--timeout", "2")
         self.assertEqual((failed(document), done.returncode), (set(), 0), done.stdout)
-        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "1")
+        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "2")
         self.assertEqual(failed(document), {"unicode", "split-multibyte", "stream", "half-close"})
 
 
@@ -108,7 +130,7 @@ class DatagramVerdictTests(SynchronousTestCase):
     def test_replies_to_the_wrong_sender_fail_udp_independent(self) -> None:
         """Answering every datagram to the first client passes udp-reply, not udp-independent."""
         port = student_server(self, "udp_first_client_only", "udp")
-        _, document = checked(self, port, "--udp-only", "--timeout", "1")
+        _, document = checked(self, port, "--udp-only", "--timeout", "2")
         self.assertEqual(failed(document), {"udp-independent"})
         self.assertIn("to the address recvfrom() returned", detail(document, "udp-independent"))
 

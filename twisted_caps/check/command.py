@@ -14,6 +14,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.internet.task import react
 from twisted.python import usage
 
+from twisted_caps import __version__
 from twisted_caps.check.checks import CHECK_IDS, CHECKS
 from twisted_caps.check.report import CheckReport, write_json
 from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks
@@ -84,6 +85,11 @@ class CheckOptions(usage.Options):
     def getUsage(self, width: int | None = None) -> str:
         """The options, then the description with its lines as written."""
         return str(super().getUsage(width)) + DESCRIPTION.format(checks=_check_list())
+
+    def opt_version(self) -> None:
+        """Print caps-check's version and exit."""
+        print(f"caps-check (twisted-caps) {__version__}")
+        raise SystemExit(0)
 
     def opt_weight(self, value: str) -> None:
         """Points of check ID in --gradescope (ID=POINTS; default 1; repeatable)."""

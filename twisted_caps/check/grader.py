@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import suppress
 
 from twisted_caps.check.checks import select_checks
@@ -52,7 +52,8 @@ def grade_server(
 
     @raise ValueError: if C{command} has no C{{port}} and no C{port} is
         given, or C{transports} is empty.
-    @raise RuntimeError: if the checker itself could not run (its error).
+    @raise RuntimeError: if C{port} is served already, before the server
+        starts, or if the checker itself could not run (its error).
     """
     if not transports:
         raise ValueError("no transports to check")
@@ -60,6 +61,8 @@ def grade_server(
         if not any(PORT_PLACEHOLDER in word for word in command):
             raise ValueError(f"the command has no {PORT_PLACEHOLDER} and no port= was given")
         port = free_port()
+    elif _accepts(port):
+        raise RuntimeError(f"port {port} is served already: the grade would be another server's")
     argv = [word.replace(PORT_PLACEHOLDER, str(port)) for word in command]
     with tempfile.TemporaryDirectory(prefix="caps-check-") as scratch:
         log_path = os.path.join(scratch, "server.log")
@@ -135,10 +138,7 @@ def free_port() -> int:
 
 
 def wait_until_listening(
-    server: "subprocess.Popen[bytes]",
-    port: int,
-    transports: tuple[Transport, ...],
-    timeout: float,
+    server: "subprocess.Popen[bytes]", port: int, transports: Collection[str], timeout: float
 ) -> bool:
     """
     Wait until the server accepts a TCP connection on C{port} (closed at
