@@ -131,12 +131,16 @@ class UDPPortsTaken:
     def __getattr__(self, name: str) -> Any:
         return getattr(reactor, name)
 
-    def listenUDP(self, port: int, protocol: DatagramProtocol, interface: str = "") -> Any:
+    def listenUDP(
+        self, port: int, protocol: DatagramProtocol, interface: str = "", maxPacketSize: int = 8192
+    ) -> Any:
         if len(self.refused) < self.taken:
             self.refused.append(port)
             in_use = OSError(errno.EADDRINUSE, "Address already in use")
             raise CannotListenError(interface, port, in_use)
-        return reactor.listenUDP(port, protocol, interface=interface)  # type: ignore[attr-defined]
+        return reactor.listenUDP(  # type: ignore[attr-defined]
+            port, protocol, interface=interface, maxPacketSize=maxPacketSize
+        )
 
 
 class SharedPortTests(TestCase):
