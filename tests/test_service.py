@@ -171,6 +171,23 @@ class SharedPortTests(TestCase):
         )
         self.assertEqual(service.ports, [])
 
+    def test_listeners_that_cannot_share_get_ports_of_their_own(self) -> None:
+        """Two TCP listeners asked for 0 on one address: each its own port; UDP takes the first."""
+        service = CapsService(
+            config_for(
+                *("--tcp", "tcp:0:interface=127.0.0.1", "--tcp", "tcp:0:interface=127.0.0.1"),
+                *("--udp", "127.0.0.1:0", "--udp", "127.0.0.1:0"),
+            ),
+            reactor,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        numbers = [p.getHost().port for p in service.ports]  # type: ignore[attr-defined]
+        first_tcp, second_tcp, first_udp, second_udp = numbers
+        self.assertNotEqual(first_tcp, second_tcp)
+        self.assertEqual(first_udp, first_tcp)
+        self.assertNotEqual(second_udp, first_udp)
+
     def test_a_fixed_port_is_not_moved(self) -> None:
         """Only listeners asked for 0 share: a taken fixed port is an error, not a retry."""
         fake = UDPPortsTaken(taken=1)
