@@ -1,7 +1,10 @@
 """Tests for L{twisted_caps.service}."""
 
 import errno
+import os
+import shutil
 import socket
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor
@@ -187,6 +190,18 @@ class SharedPortTests(TestCase):
         self.assertNotEqual(first_tcp, second_tcp)
         self.assertEqual(first_udp, first_tcp)
         self.assertNotEqual(second_udp, first_udp)
+
+    def test_unix_and_fixed_listeners_beside_port_0(self) -> None:
+        """Listeners not asked for 0 (a UNIX path, a fixed port) open as configured."""
+        scratch = tempfile.mkdtemp(prefix="caps-")  # short: a socket path fits in 107 bytes
+        self.addCleanup(shutil.rmtree, scratch)
+        path = os.path.join(scratch, "caps.sock")
+        listeners = ("--tcp", f"unix:{path}", "--tcp", "tcp:0:interface=127.0.0.1")
+        service = CapsService(config_for("-i", "127.0.0.1", "-p", "0", *listeners), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertTrue(os.path.exists(path))
+        self.assertEqual(len(service.ports), 3)
 
     def test_a_fixed_port_is_not_moved(self) -> None:
         """Only listeners asked for 0 share: a taken fixed port is an error, not a retry."""

@@ -242,11 +242,12 @@ class CapsService(Service):
                 port = open_on(None)
         else:
             port = open_on(None)
-        number = port.getHost().port  # type: ignore[attr-defined]
-        if wants_zero and shared.number is None:
-            shared.number = number
-        if wants_zero and number == shared.number:
-            shared.kinds.add(kind)
+        if wants_zero:
+            number = port.getHost().port  # type: ignore[attr-defined]
+            if shared.number is None:
+                shared.number = number
+            if number == shared.number:
+                shared.kinds.add(kind)
         self._opened(kind, port)
 
     def _listen_tcp(self, listener: TcpListener, number: int | None) -> IListeningPort:
