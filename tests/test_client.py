@@ -222,6 +222,7 @@ class CommandFailureTests(TestCase):
         )
 
     async def test_bad_numbers_are_one_line_without_python_words(self) -> None:
+        """-p abc names the option and its range, not int(); status 1."""
         for argv, message in (
             (("-p", "abc"), "--port: 'abc' is not a port number (1-65535)"),
             (("-p", "0"), "--port: '0' is not a port number (1-65535)"),
@@ -235,6 +236,7 @@ class CommandFailureTests(TestCase):
             self.assertTrue(err.startswith(f"caps-client: {message}".encode()), err)
 
     async def test_one_second_is_singular(self) -> None:
+        """A timeout of 1 reads 'within 1 second', not 'within 1 seconds'."""
         silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(silent.close)
         silent.bind((HOST, 0))
@@ -306,6 +308,7 @@ class CommandTerminalTests(SynchronousTestCase):
         self.assertEqual(process.stderr.read(), b"")
 
     def test_sigterm_ends_the_client_by_sigterm(self) -> None:
+        """SIGTERM while reading standard input ends the client by SIGTERM, not status 0."""
         process = subprocess.Popen(
             caps_client_command("--host", HOST, "-p", "1"),
             stdin=subprocess.PIPE,

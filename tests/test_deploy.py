@@ -25,6 +25,7 @@ class DeployConsistencyTests(SynchronousTestCase):
         self.assertTrue(unit["Socket"]["ListenStream"].endswith(f":{DEFAULT_PORT}"))
 
     def test_student_client_defaults_to_the_servers_port(self) -> None:
+        """The course's client, run with no arguments, reaches the server on 1200."""
         source = read("examples", "student_client.py")
         [default] = re.findall(r"else (\d+)", source)
         self.assertEqual(int(default), DEFAULT_PORT)

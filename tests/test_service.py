@@ -1,7 +1,10 @@
 """Tests for L{twisted_caps.service}."""
 
 import errno
+import os
+import shutil
 import socket
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor
@@ -176,6 +179,35 @@ class SharedPortTests(TestCase):
             f"caps: no free port for TCP and UDP alike in {SHARED_PORT_ATTEMPTS} attempts",
         )
         self.assertEqual(service.ports, [])
+
+    def test_listeners_that_cannot_share_get_ports_of_their_own(self) -> None:
+        """Two TCP listeners asked for 0 on one address: each its own port; UDP takes the first."""
+        service = CapsService(
+            config_for(
+                *("--tcp", "tcp:0:interface=127.0.0.1", "--tcp", "tcp:0:interface=127.0.0.1"),
+                *("--udp", "127.0.0.1:0", "--udp", "127.0.0.1:0"),
+            ),
+            reactor,
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        numbers = [p.getHost().port for p in service.ports]  # type: ignore[attr-defined]
+        first_tcp, second_tcp, first_udp, second_udp = numbers
+        self.assertNotEqual(first_tcp, second_tcp)
+        self.assertEqual(first_udp, first_tcp)
+        self.assertNotEqual(second_udp, first_udp)
+
+    def test_unix_and_fixed_listeners_beside_port_0(self) -> None:
+        """Listeners not asked for 0 (a UNIX path, a fixed port) open as configured."""
+        scratch = tempfile.mkdtemp(prefix="caps-")  # short: a socket path fits in 107 bytes
+        self.addCleanup(shutil.rmtree, scratch)
+        path = os.path.join(scratch, "caps.sock")
+        listeners = ("--tcp", f"unix:{path}", "--tcp", "tcp:0:interface=127.0.0.1")
+        service = CapsService(config_for("-i", "127.0.0.1", "-p", "0", *listeners), reactor)
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertTrue(os.path.exists(path))
+        self.assertEqual(len(service.ports), 3)
 
     def test_a_fixed_port_is_not_moved(self) -> None:
         """Only listeners asked for 0 share: a taken fixed port is an error, not a retry."""

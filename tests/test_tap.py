@@ -158,6 +158,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertUsageError(["--tcp", "tcp:1200\\"], "lone backslash")
 
     def test_error_quoting_control_characters_stays_one_line(self) -> None:
+        """A newline or an escape sequence in a value is shown escaped."""
         self.assertUsageError(["--tcp", "bogus\n\x1b[2J:1"], "bogus\\n\\x1b")
         self.assertUsageError(["-i", "1.2.3.4\n"], "--interface")
 
@@ -194,9 +195,11 @@ class HelpTests(SynchronousTestCase):
         self.assertTrue(all(len(line) <= 80 for line in text.splitlines()), text)
 
     def test_interface_shows_no_empty_default(self) -> None:
+        """-i shows no '[default: ]' in the help."""
         self.assertNotIn("[default: ]", str(Options()))
 
     def test_version_is_the_project_version(self) -> None:
+        """--version exits 0 (the printed text is checked through twistd)."""
         error = self.assertRaises(SystemExit, parse, "--version")
         self.assertEqual(error.code, 0)
 

@@ -60,7 +60,7 @@ class EndpointString:
         """
         Split C{description} as Twisted does.
 
-        @raise ValueError: if it ends in a lone backslash.
+        @raise ValueError: if it ends in a lone backslash or names no type.
         """
         fields: list[list[str]] = [[""]]
         characters = iter(description)
@@ -76,10 +76,11 @@ class EndpointString:
                 fields[-1].append("")
             else:
                 fields[-1][-1] += character
-        kind, *rest = fields
-        args = tuple(field[0] for field in rest if len(field) == 1)
-        kwargs = tuple((field[0], field[1]) for field in rest if len(field) == 2)
-        return cls("=".join(kind), args, kwargs)
+        positional = [field[0] for field in fields if len(field) == 1]
+        if not positional:
+            raise ValueError("names no endpoint type (such as tcp:PORT or unix:PATH)")
+        kwargs = tuple((field[0], field[1]) for field in fields if len(field) == 2)
+        return cls(positional[0], tuple(positional[1:]), kwargs)
 
     def parameters(self, names: tuple[str, ...]) -> dict[str, str]:
         """

@@ -7,7 +7,8 @@ import errno
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from socket import SOCK_DGRAM, socket
 from typing import Any
 
@@ -49,6 +50,14 @@ class ListenError(SystemExit, Exception):
     the reason comes with the address, so an IPv4 address and port fit
     whole; the log has the line whatever its length.
     """
+
+
+@dataclass
+class _SharedPort:
+    """The port of the first listener asked for port 0, and the kinds bound to it."""
+
+    number: int | None = None
+    kinds: set[str] = field(default_factory=set)
 
 
 class _SharedPortTakenError(Exception):
@@ -224,38 +233,78 @@ class CapsService(Service):
     def _listen_once(self) -> None:
         """
         Open every listener. The first one asked for port 0 gets a free port
-        from the kernel; every other one asked for 0 is bound to that same
-        port, so that C{--port 0} means one port for TCP and UDP. If that
-        port is taken for one of them, L{_SharedPortTakenError} says to try again.
+        from the kernel and every other one asked for 0 is bound to that same
+        port when it can, so that C{--port 0} means one port for TCP and UDP
+        (see L{_open_sharing}).
         """
-        shared: int | None = None
+        shared = _SharedPort()
         for inherited in self.inherited:
             self._adopt(inherited)
         for tcp in self.config.tcp:
-            asked = endpoint_strings.requested_port(tcp.description)
-            on_shared = asked == 0 and shared is not None
-            if shared is not None and on_shared:
-                tcp = TcpListener(endpoint_strings.with_port(tcp.description, shared))
-            with _opening(f"TCP {tcp.description}", on_shared):
-                port = _synchronous_result(tcp.endpoint(self._reactor).listen(self.stream_factory))
-            summarize_accept_errors(port, self.stream_factory, self._reactor)
-            self._opened("TCP", port)
-            if asked == 0 and shared is None:
-                shared = port.getHost().port  # type: ignore[attr-defined]
+            wants_zero = endpoint_strings.requested_port(tcp.description) == 0
+            self._open_sharing("TCP", wants_zero, shared, partial(self._listen_tcp, tcp))
         if self.config.metrics is not None:
             site = metrics_site(lambda: [(None, self.counters())])
             with _opening(f"metrics {self.config.metrics.description}", False):
                 self.metrics_port = self.listen_for_metrics(self.config.metrics, site)
         for udp in self.config.udp:
-            on_shared = udp.port == 0 and shared is not None
-            number = shared if shared is not None and on_shared else udp.port
-            protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
-            with _opening(f"UDP {UdpListener(udp.interface, number)}", on_shared):
-                port = self._reactor.listenUDP(
-                    number, protocol, interface=udp.interface, maxPacketSize=DATAGRAM_READ_SIZE
-                )
-            self.datagram_protocols.append(protocol)
-            self._opened("UDP", port)
+            self._open_sharing("UDP", udp.port == 0, shared, partial(self._listen_udp, udp))
+
+    def _open_sharing(
+        self,
+        kind: str,
+        wants_zero: bool,
+        shared: "_SharedPort",
+        open_on: Callable[[int | None], IListeningPort],
+    ) -> None:
+        """
+        Open a listener with C{open_on(number)} (C{None}: as configured).
+
+        One asked for port 0 takes the shared port if there is one yet, else
+        it makes its own port the shared one. If the shared port is taken for
+        its kind by the daemon's own listener (two TCP listeners on one
+        address), it gets a free port of its own; if it is taken by another
+        program, L{_SharedPortTakenError} has every listener try another port.
+        """
+        if wants_zero and shared.number is not None:
+            try:
+                port = open_on(shared.number)
+            except _SharedPortTakenError:
+                if kind not in shared.kinds:
+                    raise
+                port = open_on(None)
+        else:
+            port = open_on(None)
+        if wants_zero:
+            number = port.getHost().port  # type: ignore[attr-defined]
+            if shared.number is None:
+                shared.number = number
+            if number == shared.number:
+                shared.kinds.add(kind)
+        self._opened(kind, port)
+
+    def _listen_tcp(self, listener: TcpListener, number: int | None) -> IListeningPort:
+        """Listen on C{listener}, on port C{number} instead of its own if given."""
+        if number is not None:
+            listener = TcpListener(endpoint_strings.with_port(listener.description, number))
+        with _opening(f"TCP {listener.description}", number is not None):
+            port = _synchronous_result(listener.endpoint(self._reactor).listen(self.stream_factory))
+        summarize_accept_errors(port, self.stream_factory, self._reactor)
+        return port
+
+    def _listen_udp(self, listener: UdpListener, number: int | None) -> IListeningPort:
+        """Listen on C{listener}, on port C{number} instead of its own if given."""
+        port_number = listener.port if number is None else number
+        protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
+        with _opening(f"UDP {UdpListener(listener.interface, port_number)}", number is not None):
+            port: IListeningPort = self._reactor.listenUDP(
+                port_number,
+                protocol,
+                interface=listener.interface,
+                maxPacketSize=DATAGRAM_READ_SIZE,
+            )
+        self.datagram_protocols.append(protocol)
+        return port
 
     def _close_ports(self) -> None:
         """Close every listener opened so far (start-up failed or is tried again)."""

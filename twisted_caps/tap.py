@@ -56,7 +56,9 @@ class Options(HelpfulOptions):
 
     --port 0 picks one free port for TCP and UDP alike: every listener asked
     for port 0 (--port, --tcp tcp:0, --udp 0) gets the same number, which
-    the "serving" lines of the log name.
+    the "serving" lines of the log name, unless it would clash with another
+    of the service's own (two TCP listeners on one address): that one gets a
+    free port of its own.
 
     Limits protect a public deployment; the defaults admit a class behind
     one NAT address and a load test of hundreds of clients from one host.

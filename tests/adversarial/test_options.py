@@ -122,6 +122,7 @@ class RealProcessTests(SynchronousTestCase):
             self.assertOneLineRefusal(done, b"caps: " + option.encode(), b"(see --help)")
 
     def test_twist_refuses_hostile_numbers_in_one_line(self) -> None:
+        """twist caps, the newer runner, refuses them the same way."""
         for option, value in (("--port", "\u00b2"), ("--max-per-peer", "-0"), ("-p", " 1")):
             done = run(twist(*LOOPBACK, option, value))
             self.assertOneLineRefusal(done, b"caps: ")
@@ -164,6 +165,7 @@ class RealProcessTests(SynchronousTestCase):
         self.assertNotIn(b"PEM routines", done.stderr)
 
     def test_client_refuses_hostile_values_in_one_line(self) -> None:
+        """caps-client: one line and status 1 for any bad value, never a hang."""
         for argv, fragment in (
             (("-p", "abc"), b"--port: 'abc' is not a port number (1-65535)"),
             (("-p", "9" * 5000), b"--port: '9999"),
@@ -187,6 +189,7 @@ class PortZeroTests(SynchronousTestCase):
         self.assertEqual(course_udp_client(daemon.tcp_port, b"one port"), b"ONE PORT")
 
     def test_port_0_with_workers_is_one_port_too(self) -> None:
+        """With --workers 2 the parent opens the port once: both workers serve it."""
         daemon = start_process(self, twistd(*LOOPBACK, "--workers", "2"))
         self.assertEqual(daemon.tcp_port, daemon.udp_port)
         assert daemon.tcp_port is not None
@@ -239,6 +242,7 @@ class HelpTests(SynchronousTestCase):
             self.assertTrue(first.startswith(b"Usage: "), first)
 
     def test_version_names_the_project(self) -> None:
+        """twistd caps --version prints caps' version, not Twisted's."""
         done = run(twistd("--version"))
         self.assertEqual((done.returncode, done.stdout), (0, b"twisted-caps 1.0.0\n"))
 
