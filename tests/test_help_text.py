@@ -27,7 +27,6 @@ class ParagraphsTests(SynchronousTestCase):
 class TerminalWidthTests(SynchronousTestCase):
     def test_columns_that_are_not_a_width_give_80(self) -> None:
         """COLUMNS=abc made Twisted's usage raise ValueError; here it is ignored."""
-        self.addCleanup(os.environ.__setitem__, "COLUMNS", os.environ.get("COLUMNS", ""))
         for columns, width in (
             ("100", 100),
             ("5", 20),
@@ -35,6 +34,7 @@ class TerminalWidthTests(SynchronousTestCase):
             ("\u00b2", 80),
             ("9" * 99, 80),
         ):
-            os.environ["COLUMNS"] = columns
+            # A copy of the environment, restored by trial: nothing leaks to later tests.
+            self.patch(os, "environ", {**os.environ, "COLUMNS": columns})
             self.assertEqual(terminal_width(), width)
         self.assertEqual(DEFAULT_WIDTH, 80)

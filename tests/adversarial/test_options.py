@@ -248,7 +248,7 @@ class HelpTests(SynchronousTestCase):
 
 
 class WorkerSpawnFailureTests(SynchronousTestCase):
-    def test_a_refused_fork_is_one_line_and_the_service_keeps_serving(self) -> None:
+    def test_a_refused_fork_is_one_line_a_retry_and_sigterm_still_stops(self) -> None:
         """
         --workers 2 where fork is refused (RLIMIT_NPROC after --uid): one
         line per try, no BlockingIOError traceback, and SIGTERM still stops it.
