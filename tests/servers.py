@@ -4,6 +4,7 @@ plain server factory that keeps the protocols it builds; and a child Python
 run in a scratch directory.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -192,3 +193,29 @@ def start_process(
 def twistd(*argv: str) -> list[str]:
     """The command line of the twistd next to this Python, in the foreground."""
     return [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "caps", *argv]
+
+
+# Counting a daemon's system calls per connection (tests of what a connection costs).
+
+
+def traced(command: list[str], calls: str, output: str) -> list[str]:
+    """C{command} under C{strace -f}, logging the system calls C{calls} to C{output}."""
+    strace = require_program("strace")
+    return [strace, "-f", "-qq", "-s", "200", "-e", f"trace={calls}", "-o", output, *command]
+
+
+def traced_child(case: SynchronousTestCase, daemon: Daemon) -> int:
+    """
+    The pid of the program C{strace} runs in C{daemon}, which is sent SIGTERM
+    at cleanup (C{strace} itself would only detach from it).
+    """
+    pid = daemon.process.pid
+    [child] = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    case.addCleanup(_terminate, int(child))
+    return int(child)
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGTERM)

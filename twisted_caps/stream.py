@@ -37,6 +37,8 @@ IDLE_TIMEOUT = "idle timeout"
 SHUTDOWN = "shutdown"
 ANSWERED_ONCE = "answered once"
 ERROR = "error"
+#: The text of the event logged when an admitted connection closes.
+CLOSE_LINE = "caps: %s closed after %.3fs, %d bytes in, %d bytes out: %s"
 
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
@@ -260,11 +262,17 @@ class CapsStreamFactory(Factory):
 
     def release(self, protocol: CapsStreamProtocol) -> None:
         """Forget a closed connection that L{admit} let in, and log its close."""
+        peer = protocol.peer or "local"
+        duration = self.clock.seconds() - protocol.opened_at
+        # The text is formatted here, with %, and logged as Twisted's
+        # preformatted "{log_text}": formatting the fields through the
+        # event's format string cost twice as much per connection.
         self.log.info(
-            "caps: {peer} closed after {duration:.3f}s,"
-            " {bytes_in} bytes in, {bytes_out} bytes out: {reason}",
-            peer=protocol.peer or "local",
-            duration=self.clock.seconds() - protocol.opened_at,
+            "{log_text}",
+            log_text=CLOSE_LINE
+            % (peer, duration, protocol.bytes_in, protocol.bytes_out, protocol.close_reason),
+            peer=peer,
+            duration=duration,
             bytes_in=protocol.bytes_in,
             bytes_out=protocol.bytes_out,
             reason=protocol.close_reason,

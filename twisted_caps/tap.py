@@ -11,6 +11,7 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.logs import use_as_twistd_default
 from twisted_caps.service import CapsService
 
 DEFAULT_PORT = 1200
@@ -107,6 +108,7 @@ class Options(usage.Options):
             raise SystemExit(f"caps: {error} (see --help)") from None
 
     def postOptions(self) -> None:
+        use_as_twistd_default(getattr(self, "parent", None))
         port = parse_port(self["port"], "--port")
         interface = self["interface"]
         if interface and not (isIPAddress(interface) or isIPv6Address(interface)):
