@@ -26,7 +26,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_caps.immediate import send_now, supports_immediate_send
+from twisted_caps.immediate import lose_connection_now, send_now, supports_immediate_send
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
@@ -180,7 +180,9 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         # unregister it before asking for the close.
         IConsumer(self.transport).unregisterProducer()
         lose_write_connection = getattr(self.transport, "loseWriteConnection", None)
-        if not grace or lose_write_connection is None:
+        if not grace and self._immediate:
+            lose_connection_now(self.transport)
+        elif not grace or lose_write_connection is None:
             self.transport.loseConnection()
         elif not self._discarding:
             self._discarding = True
