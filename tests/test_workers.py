@@ -13,7 +13,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import Daemon, start_process, twistd, wait_for
+from tests.servers import Daemon, start_process, traced, traced_child, twistd, wait_for
+from tests.test_immediate import read_to_end
 from tests.test_loopback import HOST, course_tcp_client, course_udp_client
 from tests.test_metrics import scrape
 from tests.test_tap import assert_one_line_usage_error
@@ -271,3 +272,54 @@ class WorkersOptionsTests(SynchronousTestCase):
             done.stderr.strip().splitlines(),
             [b"caps: --workers: '0' is not a number of processes (1 or more) (see --help)"],
         )
+
+
+class SharedSocketWakeupTests(SynchronousTestCase):
+    """How the workers share one listening socket: one wakes per connection, none loses one."""
+
+    def test_a_connection_wakes_one_worker_not_every_worker(self) -> None:
+        """
+        Each connection wakes about one waiting worker: the accept calls that
+        find nothing to accept (C{EAGAIN}, a worker woken for a connection
+        another took) stay under one in ten connections, where every waiting
+        worker used to wake for every connection.
+        """
+        trace = os.path.abspath(self.mktemp())
+        command = traced(twistd(*WORKERS, "--no-udp"), "accept4", trace)
+        daemon = start_process(self, command, expect=("TCP",))
+        traced_child(self, daemon)
+        wait_for(lambda: daemon.output.count(b"caps: serving TCP") == 3)
+        assert daemon.tcp_port
+        with open(trace, "rb") as calls:
+            before = len(calls.readlines())
+        count = 50
+        for number in range(1, count + 1):
+            self.assertEqual(course_tcp_client(daemon.tcp_port, b"wake"), b"WAKE")
+            # The next client comes when the workers wait again, as when idle.
+            wait_for(lambda: len(CLOSED.findall(daemon.output)) == number)  # noqa: B023
+        with open(trace, "rb") as calls:
+            accepts = [line for line in calls.readlines()[before:] if b"accept4" in line]
+        found_nothing = [line for line in accepts if b"EAGAIN" in line]
+        self.assertLessEqual(len(found_nothing), count // 10, found_nothing)
+
+    def test_connections_queued_when_a_worker_dies_are_all_answered(self) -> None:
+        """
+        Connections the kernel queued while no worker accepted are answered
+        by the surviving worker when one is killed: none is reset, none is lost.
+        """
+        daemon, workers = start_workers(self)
+        assert daemon.tcp_port
+        for pid in workers.values():
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            clients = [socket.create_connection((HOST, daemon.tcp_port), timeout=10)
+                       for _ in range(20)]  # fmt: skip
+            for number, client in enumerate(clients):
+                self.addCleanup(client.close)
+                client.sendall(b"queued %d" % number)
+                client.shutdown(socket.SHUT_WR)
+            os.kill(workers[0], signal.SIGKILL)
+        finally:
+            os.kill(workers[1], signal.SIGCONT)
+        for number, client in enumerate(clients):
+            self.assertEqual(read_to_end(client), b"QUEUED %d" % number)

@@ -23,7 +23,7 @@ from twisted_caps.datagram import CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
 from twisted_caps.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.rlimits import raise_open_files_limit
-from twisted_caps.shared_accept import adopt_shared_stream_port
+from twisted_caps.shared_accept import adopt_shared_stream_port, wake_one_waiter
 from twisted_caps.stream import CapsStreamFactory
 
 
@@ -159,6 +159,7 @@ class CapsService(Service):
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
             port = self._reactor.adoptDatagramPort(fd, family, protocol)
+            wake_one_waiter(self._reactor, port)
             self.datagram_protocols.append(protocol)
         # The reactor adopted a duplicate; this one would only keep the socket open.
         os.close(fd)
