@@ -31,6 +31,7 @@ from twisted_caps.logs import (
     BatchedFileLogObserver,
     SecondClock,
     classic_text,
+    plain_text,
     use_as_twistd_default,
 )
 
@@ -227,6 +228,17 @@ class ClassicTextTests(SynchronousTestCase):
         clock = SecondClock()
         for when in (1764450000.0, 1764450000.999, 1764450001.0, 1764449999.5, 0.5):
             self.assertEqual(clock(when), formatTime(when))
+
+
+class PlainTextTests(SynchronousTestCase):
+    """A worker's lines: the text alone, which its parent stamps with time and pid."""
+
+    def test_preformatted_text_alone(self) -> None:
+        self.assertEqual(plain_text(info("caps: 127.0.0.1 closed")), "caps: 127.0.0.1 closed\n")
+
+    def test_other_events_are_twisteds_text(self) -> None:
+        event = {**info(""), "log_format": "caps: {peer} refused", "peer": "10.0.0.1"}
+        self.assertEqual(plain_text(event), "caps: 10.0.0.1 refused\n")
 
 
 class TwistdDefaultTests(SynchronousTestCase):

@@ -31,6 +31,7 @@ from twisted.logger import (
     LogEvent,
     LogLevel,
     eventAsJSON,
+    eventAsText,
     formatEventAsClassicLogText,
     formatTime,
     timeFormatRFC3339,
@@ -154,6 +155,14 @@ def classic_text(format_time: Callable[[float | None], str]) -> Callable[[LogEve
         return f"{format_time(event.get('log_time'))} [{system}] {text}\n"
 
     return format_event
+
+
+def plain_text(event: LogEvent) -> str:
+    """An event's text alone, as one line: a worker's, which its parent stamps."""
+    text = event.get("log_text")
+    if event.get("log_format") != PREFORMATTED or not isinstance(text, str):
+        text = eventAsText(event, includeTimestamp=False, includeSystem=False)
+    return text + "\n"
 
 
 def json_line(event: LogEvent) -> str:

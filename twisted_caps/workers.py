@@ -87,8 +87,10 @@ class WorkerProtocol(ProcessProtocol):
         if line.startswith(COUNTERS_PREFIX):
             self.counters = json.loads(line[len(COUNTERS_PREFIX) :])
             return
+        text = line.decode("utf-8", "replace")
+        # Preformatted: no observer parses a format string for each relayed line.
         self.log.info(
-            "caps worker {pid}: {line}", pid=self.pid, line=line.decode("utf-8", "replace")
+            "{log_text}", log_text=f"caps worker {self.pid}: {text}", pid=self.pid, line=text
         )
 
     def processEnded(self, reason: Failure) -> None:
