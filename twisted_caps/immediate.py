@@ -27,6 +27,8 @@ from twisted.python.failure import Failure
 
 #: The transport's private parts L{send_now} reads.
 _USED = ("socket", "dataBuffer", "offset", "_tempDataLen", "_writeDisconnecting")
+#: The reason given for a close, made once as Twisted's reactor makes its own.
+_CONNECTION_DONE = Failure(main.CONNECTION_DONE)
 
 
 def supports_immediate_send(transport: object) -> bool:
@@ -63,7 +65,7 @@ def lose_connection_now(transport: Any) -> None:
     if _nothing_queued(transport):
         transport.stopReading()
         transport.stopWriting()
-        transport.connectionLost(Failure(main.CONNECTION_DONE))
+        transport.connectionLost(_CONNECTION_DONE)
     else:
         transport.loseConnection()
 

@@ -40,6 +40,9 @@ from zope.interface import implementer
 
 #: The format of an event whose text is already formatted, in its C{log_text}.
 PREFORMATTED = "{log_text}"
+#: Levels written at once, with every line before them. A set: comparing
+#: levels (C{>=}) lists every level of C{LogLevel} each time.
+URGENT = frozenset({LogLevel.warn, LogLevel.error, LogLevel.critical})
 #: Pending bytes that make the observer write before the turn ends.
 MAX_PENDING = 64 * 1024
 
@@ -86,8 +89,7 @@ class BatchedFileLogObserver:
             return
         self._pending.append(text)
         self._pending_size += len(text)
-        level = event.get("log_level")
-        urgent = level is not None and level >= LogLevel.warn
+        urgent = event.get("log_level") in URGENT
         # Outside the reactor's thread, or with no reactor turn to end, at once.
         now = urgent or not self._reactor.running or threading.get_ident() != self._reactor_thread
         if now or self._pending_size >= MAX_PENDING:

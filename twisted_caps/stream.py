@@ -241,6 +241,8 @@ class CapsStreamFactory(Factory):
             limit: LogThrottle(clock) for limit in (MAX_CONNECTIONS, MAX_PER_PEER)
         }
         self._drained: Deferred[None] | None = None
+        # One Logger: the class attribute makes a new one at every access.
+        self.log = self.log
 
     def buildProtocol(self, addr: IAddress | None) -> CapsStreamProtocol:
         return CapsStreamProtocol(self)
