@@ -11,9 +11,20 @@ import signal
 import socket
 import tempfile
 import threading
+from typing import Any, cast
 
+from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
-from twisted.logger import LogLevel, formatEventAsClassicLogText, formatTime
+from twisted.internet.testing import StringTransport
+from twisted.logger import (
+    Logger,
+    LogLevel,
+    formatEvent,
+    formatEventAsClassicLogText,
+    formatTime,
+)
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import (
@@ -31,9 +42,11 @@ from twisted_caps.logs import (
     BatchedFileLogObserver,
     SecondClock,
     classic_text,
+    emit_text,
     plain_text,
     use_as_twistd_default,
 )
+from twisted_caps.stream import CLOSE_FORMAT, CapsStreamFactory
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0", "--no-udp")
 
@@ -228,6 +241,41 @@ class ClassicTextTests(SynchronousTestCase):
         clock = SecondClock()
         for when in (1764450000.0, 1764450000.999, 1764450001.0, 1764449999.5, 0.5):
             self.assertEqual(clock(when), formatTime(when))
+
+
+class EmitTextTests(SynchronousTestCase):
+    def test_the_event_is_logger_emits_with_its_text(self) -> None:
+        """Format, fields, level, namespace and source as C{Logger.emit} has them, and the text."""
+        ours: list[dict[str, object]] = []
+        theirs: list[dict[str, object]] = []
+        source = object()
+        mine, twisteds = (
+            Logger("caps.test", source, cast(Any, events.append)) for events in (ours, theirs)
+        )
+        emit_text(mine, LogLevel.info, "{peer} left", "::1 left", peer="::1")
+        twisteds.info("{peer} left", peer="::1")
+        [event] = ours
+        self.assertEqual(event.pop("log_text"), formatEvent(theirs[0]))
+        for each in ours + theirs:
+            del each["log_logger"], each["log_time"]
+        self.assertEqual(ours, theirs)
+
+    def test_the_close_line_text_is_its_format_formatted(self) -> None:
+        """The text the close event carries is what Twisted makes of its format and fields."""
+        events: list[dict[str, object]] = []
+        factory = CapsStreamFactory(Clock())
+        factory.log = Logger("caps.test", factory, cast(Any, events.append))
+        protocol = factory.buildProtocol(None)
+        protocol.makeConnection(StringTransport(peerAddress=IPv4Address("TCP", "10.1.2.3", 5)))
+        protocol.dataReceived(b"h\xc3\xa9llo")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        [event] = events
+        self.assertEqual(
+            event["log_text"],
+            "caps: 10.1.2.3 closed after 0.000s, 6 bytes in, 6 bytes out: client closed",
+        )
+        self.assertEqual(formatEvent(event), event["log_text"])
+        self.assertEqual(event["log_format"], CLOSE_FORMAT)
 
 
 class PlainTextTests(SynchronousTestCase):

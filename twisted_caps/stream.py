@@ -21,13 +21,14 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_caps.immediate import lose_connection_now, send_now, supports_immediate_send
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
+from twisted_caps.logs import emit_text
 from twisted_caps.throttle import LogThrottle
 from twisted_caps.transform import StreamCapitalizer, capitalize
 
@@ -37,7 +38,11 @@ IDLE_TIMEOUT = "idle timeout"
 SHUTDOWN = "shutdown"
 ANSWERED_ONCE = "answered once"
 ERROR = "error"
-#: The text of the event logged when an admitted connection closes.
+#: The event logged when an admitted connection closes, and its text.
+CLOSE_FORMAT = (
+    "caps: {peer} closed after {duration:.3f}s,"
+    " {bytes_in} bytes in, {bytes_out} bytes out: {reason}"
+)
 CLOSE_LINE = "caps: %s closed after %.3fs, %d bytes in, %d bytes out: %s"
 
 
@@ -198,7 +203,8 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         if self._admitted:
             self._admitted = False
             if self.close_reason is None:
-                self.close_reason = CLIENT_CLOSED if reason.check(ConnectionDone) else ERROR
+                done = isinstance(reason.value, ConnectionDone)
+                self.close_reason = CLIENT_CLOSED if done else ERROR
             self.factory.release(self)
 
 
@@ -268,12 +274,13 @@ class CapsStreamFactory(Factory):
         """Forget a closed connection that L{admit} let in, and log its close."""
         peer = protocol.peer or "local"
         duration = self.clock.seconds() - protocol.opened_at
-        # The text is formatted here, with %, and logged as Twisted's
-        # preformatted "{log_text}": formatting the fields through the
-        # event's format string cost twice as much per connection.
-        self.log.info(
-            "{log_text}",
-            log_text=CLOSE_LINE
+        # The text is formatted here, with %, and carried in the event:
+        # formatting the fields through the format string costs twice as much.
+        emit_text(
+            self.log,
+            LogLevel.info,
+            CLOSE_FORMAT,
+            CLOSE_LINE
             % (peer, duration, protocol.bytes_in, protocol.bytes_out, protocol.close_reason),
             peer=peer,
             duration=duration,
@@ -294,10 +301,12 @@ class CapsStreamFactory(Factory):
         """
         if not self.connections:
             return succeed(None)
-        self._drained = Deferred()
+        # Kept here: a connection with nothing queued and no grace closes at
+        # once, and the last one fires the Deferred and forgets it.
+        drained = self._drained = Deferred()
         for protocol in list(self.connections):
             protocol.close(grace=self.shutdown_timeout, reason=SHUTDOWN)
-        return self._drained
+        return drained
 
 
 def peer_host(address: Any) -> str | None:

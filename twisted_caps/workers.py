@@ -42,10 +42,11 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twisted_caps.config import CapsConfig
+from twisted_caps.logs import emit_text
 from twisted_caps.metrics import Snapshot, metrics_site
 from twisted_caps.service import CapsService, InheritedSocket
 from twisted_caps.worker import COUNTERS_PREFIX, encode_spec
@@ -88,9 +89,9 @@ class WorkerProtocol(ProcessProtocol):
             self.counters = json.loads(line[len(COUNTERS_PREFIX) :])
             return
         text = line.decode("utf-8", "replace")
-        # Preformatted: no observer parses a format string for each relayed line.
-        self.log.info(
-            "{log_text}", log_text=f"caps worker {self.pid}: {text}", pid=self.pid, line=text
+        relayed = f"caps worker {self.pid}: {text}"
+        emit_text(
+            self.log, LogLevel.info, "caps worker {pid}: {line}", relayed, pid=self.pid, line=text
         )
 
     def processEnded(self, reason: Failure) -> None:
