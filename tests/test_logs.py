@@ -293,7 +293,7 @@ class TwistdDefaultTests(SynchronousTestCase):
     """Which twistd runs get the batched observer: those logging to standard output."""
 
     def options(self, **chosen: object) -> dict[str, object]:
-        defaults: dict[str, object] = {"logger": None, "syslog": False, "logfile": ""}
+        defaults: dict[str, object] = {"logger": None, "syslog": False, "logfile": None}
         return {**defaults, "nodaemon": True, **chosen}
 
     def test_foreground_to_standard_output(self) -> None:
@@ -307,6 +307,7 @@ class TwistdDefaultTests(SynchronousTestCase):
             self.options(syslog=True),
             self.options(logger="twisted_caps.logs.json_observer"),
             self.options(nodaemon=False),
+            self.options(nodaemon=False, logfile="-"),
         ):
             before = dict(options)
             use_as_twistd_default(options)

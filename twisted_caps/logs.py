@@ -230,6 +230,7 @@ def use_as_twistd_default(twistd_options: Any) -> None:
         logfile, nodaemon = twistd_options["logfile"], twistd_options["nodaemon"]
     except (KeyError, TypeError):
         return
-    to_stdout = logfile == "-" or (nodaemon and not logfile)
+    # A daemon given --logfile - is twistd's to refuse, in one line.
+    to_stdout = nodaemon and (logfile or "-") == "-"
     if chosen == (None, False) and to_stdout:
         twistd_options["logger"] = f"{__name__}.text_observer"
