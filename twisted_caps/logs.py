@@ -198,6 +198,7 @@ def json_line(event: LogEvent) -> str:
 
 
 def _reactor() -> Any:
+    """The global reactor, imported only once twistd has installed its own."""
     from twisted.internet import reactor
 
     return reactor
