@@ -21,8 +21,12 @@ from twisted_caps.transform import capitalize
 
 #: A 64-byte request, the size of a short line of text.
 MESSAGE = b"hello world, the quick brown fox jumps over the lazy dog 0123456\n"
-#: One 64 KiB write of the bulk stream.
+#: One 64 KiB write of the bulk and saturating streams.
 BULK = (b"the quick brown fox jumps over the lazy dog. " * 1500)[:65536]
+#: Writes each connection of the saturating stream keeps in flight: 4 MiB,
+#: more than the socket buffers and caps' write buffer hold together, as
+#: C{cat big.txt | nc host 1200} keeps, so the server's flow control runs.
+SATURATING_WINDOW = 64
 CPU_FIELDS = ("ru_utime", "ru_stime")
 
 
@@ -52,6 +56,7 @@ def workloads(idle_connections: int) -> tuple[Workload, ...]:
         Workload("rr1", "req/resp, 1 conn", "tcp", 1, 1, MESSAGE),
         Workload("rr100", "req/resp, 100 conns", "tcp", 100, 1, MESSAGE),
         Workload("bulk", "bulk, 10 conns", "tcp", 10, 4, BULK),
+        Workload("stream", "saturating stream, 10 conns", "tcp", 10, SATURATING_WINDOW, BULK),
         Workload("churn", "churn, conn per request", "churn", 16, 1, MESSAGE),
         Workload("udp", "UDP, 64-byte datagrams", "udp", 8, 16, MESSAGE),
     )  # fmt: skip

@@ -4,6 +4,7 @@ plain server factory that keeps the protocols it builds; a child Python
 run in a scratch directory; the clients and checks several test modules use.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -488,5 +489,39 @@ def read_until_close_notify(client: ssl.SSLSocket, timeout: float = 15) -> bytes
     client.settimeout(timeout)
     received = b""
     while chunk := client.recv(65536):
+        received += chunk
+    return received
+
+
+# Counting a daemon's system calls per connection (tests of what a connection costs).
+
+
+def traced(command: list[str], calls: str, output: str) -> list[str]:
+    """C{command} under C{strace -f}, logging the system calls C{calls} to C{output}."""
+    strace = require_program("strace")
+    return [strace, "-f", "-qq", "-s", "200", "-e", f"trace={calls}", "-o", output, *command]
+
+
+def traced_child(case: SynchronousTestCase, daemon: Daemon) -> int:
+    """
+    The pid of the program C{strace} runs in C{daemon}, which is sent SIGTERM
+    at cleanup (C{strace} itself would only detach from it).
+    """
+    pid = daemon.process.pid
+    [child] = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    case.addCleanup(_terminate, int(child))
+    return int(child)
+
+
+def _terminate(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGCONT)
+        os.kill(pid, signal.SIGTERM)
+
+
+def read_to_end(client: socket.socket) -> bytes:
+    """Everything C{client} receives until the server's end of stream (a reset raises)."""
+    received = b""
+    while chunk := client.recv(4096):
         received += chunk
     return received

@@ -1,17 +1,31 @@
 """Tests for L{twisted_caps._twisted.immediate}."""
 
 import errno
+import os
 import socket
 
 from twisted.internet import abstract, tcp
+from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import StringTransport
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from tests.servers import eventually, port_of, start_in_reactor
+from tests.servers import (
+    eventually,
+    port_of,
+    read_to_end,
+    start_in_reactor,
+    start_process,
+    traced,
+    traced_child,
+    twistd,
+    wait_for,
+)
 from twisted_caps._twisted.immediate import (
     datagram_sender,
+    lose_connection_now,
     send_now,
     supports_immediate_send,
     unsent_bytes,
@@ -45,8 +59,23 @@ class FakeTCPBuffer:
         self.socket = FakeSocket(accepts)
         self.buffered: list[bytes] = []
 
+        self.calls: list[str] = []
+
     def write(self, data: bytes) -> None:
         self.buffered.append(data)
+
+    def stopReading(self) -> None:
+        self.calls.append("stopReading")
+
+    def stopWriting(self) -> None:
+        self.calls.append("stopWriting")
+
+    def loseConnection(self) -> None:
+        self.calls.append("loseConnection")
+
+    def connectionLost(self, reason: Failure) -> None:
+        reason.trap(ConnectionDone)
+        self.calls.append("connectionLost")
 
 
 class SendNowTests(SynchronousTestCase):
@@ -80,6 +109,24 @@ class SendNowTests(SynchronousTestCase):
         transport.disconnecting = True
         send_now(transport, b"HELLO")
         self.assertEqual((transport.socket.sent, transport.buffered), ([], [b"HELLO"]))
+
+
+class LoseConnectionNowTests(SynchronousTestCase):
+    def test_nothing_queued_closes_at_once(self) -> None:
+        transport = FakeTCPBuffer(accepts=100)
+        lose_connection_now(transport)
+        self.assertEqual(transport.calls, ["stopReading", "stopWriting", "connectionLost"])
+
+    def test_queued_bytes_are_written_first_by_twisted(self) -> None:
+        transport = FakeTCPBuffer(accepts=100, queued=b"NOT YET SENT")
+        lose_connection_now(transport)
+        self.assertEqual(transport.calls, ["loseConnection"])
+
+    def test_a_closing_transport_is_left_to_twisted(self) -> None:
+        transport = FakeTCPBuffer(accepts=100)
+        transport.disconnecting = True
+        lose_connection_now(transport)
+        self.assertEqual(transport.calls, ["loseConnection"])
 
 
 class SupportTests(TestCase):
@@ -141,3 +188,35 @@ class UnsentBytesTests(SynchronousTestCase):
 
     def test_a_transport_without_a_descriptor_cannot_tell(self) -> None:
         self.assertIsNone(unsent_bytes(StringTransport()))
+
+
+class DaemonHalfCloseTests(TestCase):
+    """What a connection the client half-closes costs C{twistd caps}."""
+
+    def test_half_closed_connection_closes_without_waiting_to_write(self) -> None:
+        """
+        A client that sends, half-closes and reads gets its reply and an orderly
+        end of stream; with the reply already sent, the server closes at once:
+        two C{epoll_ctl} calls per connection (watch it, forget it), not two
+        more to wait for writability with nothing left to write.
+        """
+        trace = os.path.abspath(self.mktemp())
+        command = traced(twistd("-i", "127.0.0.1", "-p", "0", "--no-udp"), "epoll_ctl", trace)
+        daemon = start_process(self, command, expect=("TCP",))
+        traced_child(self, daemon)
+        assert daemon.tcp_port
+        before = epoll_ctl_calls(trace)
+        count = 20
+        for _ in range(count):
+            with socket.create_connection(("127.0.0.1", daemon.tcp_port), timeout=10) as client:
+                client.sendall(b"hello")
+                client.shutdown(socket.SHUT_WR)
+                self.assertEqual(read_to_end(client), b"HELLO")
+        wait_for(lambda: daemon.output.count(b"5 bytes out: client closed") == count)
+        self.assertLessEqual(epoll_ctl_calls(trace) - before, 2 * count)
+
+
+def epoll_ctl_calls(trace: str) -> int:
+    """How many C{epoll_ctl} calls the C{strace} log at C{trace} has so far."""
+    with open(trace, "rb") as calls:
+        return sum(1 for line in calls if b"epoll_ctl(" in line)

@@ -1,19 +1,22 @@
-"""Tests for L{twisted_caps._twisted.shared_accept}: one connection accepted per wake-up."""
+"""Tests for L{twisted_caps._twisted.shared_accept}: one accept per wake-up, one waiter woken."""
 
 import os
+import select
 import shutil
 import socket
 import tempfile
 from typing import Any, cast
 
 from twisted.internet import reactor
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IReactorSocket
-from twisted.internet.protocol import Protocol
-from twisted.trial.unittest import TestCase
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactor
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.servers import KeptProtocols
 from twisted_caps._twisted import shared_accept
-from twisted_caps._twisted.shared_accept import adopt_shared_stream_port
+from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_one_waiter
 
 Address = str | tuple[str, int]
 
@@ -93,3 +96,34 @@ class OneAcceptPerWakeupTests(TestCase):
         self.patch(shared_accept, "ONE_ACCEPT_PER_WAKEUP", False)
         counts = self.accepted_after_each_read(True, socket.AF_INET, ("127.0.0.1", 0))
         self.assertEqual(counts, [3, 3, 3])
+
+
+class WakeOneWaiterTests(TestCase):
+    """The shared socket's registration with C{EPOLLEXCLUSIVE}, and its fallbacks."""
+
+    def reading_port(self) -> Any:
+        listener = socket.socket()
+        self.addCleanup(listener.close)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        listener.setblocking(False)
+        port = adopt_shared_stream_port(reactor, listener.fileno(), socket.AF_INET, Factory())
+        self.addCleanup(port.stopListening)
+        return port
+
+    def test_the_epoll_reactor_registers_the_socket_exclusively(self) -> None:
+        if not isinstance(reactor, EPollReactor) or not hasattr(select, "EPOLLEXCLUSIVE"):
+            raise SkipTest("EPOLLEXCLUSIVE needs Linux's epoll reactor")
+        port = self.reading_port()
+        # Registered already: EPOLL_CTL_MOD is refused for an exclusive entry.
+        poller: Any = getattr(reactor, "_poller")  # noqa: B009
+        with self.assertRaises(OSError):
+            poller.modify(port.fileno(), select.EPOLLIN)
+
+    def test_another_reactor_is_left_alone(self) -> None:
+        self.assertFalse(wake_one_waiter(MemoryReactor(), self.reading_port()))
+
+    def test_a_port_not_reading_is_left_alone(self) -> None:
+        port = self.reading_port()
+        port.stopReading()
+        self.assertFalse(wake_one_waiter(reactor, port))

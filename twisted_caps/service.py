@@ -24,7 +24,7 @@ from twisted.web.server import Site
 from twisted_caps import endpoint_strings
 from twisted_caps._twisted import dispatch
 from twisted_caps._twisted.accept_errors import summarize_accept_errors
-from twisted_caps._twisted.shared_accept import adopt_shared_stream_port
+from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_one_waiter
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
 from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
@@ -325,6 +325,7 @@ class CapsService(Service):
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
             port = self._reactor.adoptDatagramPort(fd, family, protocol, DATAGRAM_READ_SIZE)
+            wake_one_waiter(self._reactor, port)
             self.datagram_protocols.append(protocol)
         # The reactor adopted a duplicate; this one would only keep the socket open.
         os.close(fd)

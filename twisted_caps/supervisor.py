@@ -50,10 +50,11 @@ from twisted.internet.defer import Deferred, DeferredList, TimeoutError
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
 from twisted_caps.config import CapsConfig
+from twisted_caps.logs import emit_text
 from twisted_caps.metrics import Snapshot, metrics_site
 from twisted_caps.service import CapsService, InheritedSocket
 from twisted_caps.worker_process import COUNTERS_PREFIX, READY, RETIRE, encode_spec
@@ -101,8 +102,10 @@ class WorkerProtocol(ProcessProtocol):
             return
         if line == READY and not self.serving.called:
             self.serving.callback(True)
-        self.log.info(
-            "caps worker {pid}: {line}", pid=self.pid, line=line.decode("utf-8", "replace")
+        text = line.decode("utf-8", "replace")
+        relayed = f"caps worker {self.pid}: {text}"
+        emit_text(
+            self.log, LogLevel.info, "caps worker {pid}: {line}", relayed, pid=self.pid, line=text
         )
 
     def processEnded(self, reason: Failure) -> None:

@@ -14,6 +14,7 @@ from twisted_caps import endpoint_strings
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.daemon import CapsDaemon, HostSettings
 from twisted_caps.help_text import HelpfulOptions
+from twisted_caps.logs import use_as_twistd_default
 from twisted_caps.option_values import (
     MAX_SECONDS,
     one_line,
@@ -171,6 +172,7 @@ class Options(HelpfulOptions):
             raise SystemExit(one_line(f"caps: {error} (see --help)")) from None
 
     def postOptions(self) -> None:
+        use_as_twistd_default(getattr(self, "parent", None))
         port = parse_port(self["port"], "--port")
         interface = self["interface"] or ""
         if interface and not (isIPAddress(interface) or isIPv6Address(interface)):

@@ -33,11 +33,11 @@ from typing import Any
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone, ReactorNotRunning
 from twisted.internet.task import LoopingCall
-from twisted.logger import ILogObserver, LogEvent, Logger, eventAsText, globalLogBeginner
+from twisted.logger import Logger, globalLogBeginner
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from twisted_caps.config import CapsConfig
+from twisted_caps.logs import BatchedFileLogObserver, plain_text
 from twisted_caps.service import CapsService, InheritedSocket
 from twisted_caps.signals import OperatorSignals
 
@@ -181,23 +181,17 @@ def die_with_parent(parent: int) -> None:
         raise SystemExit(0)
 
 
-@implementer(ILogObserver)
-def plain_lines(event: LogEvent) -> None:
-    """Write an event as a plain line (the parent adds time and worker pid)."""
-    text = eventAsText(event, includeTimestamp=False, includeSystem=False)
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
-
-
 def main(argv: list[str]) -> None:
     """Serve the inherited sockets until told to stop."""
     for signum in PARENT_SIGNALS:
         signal.signal(signum, signal.SIG_IGN)
     config, sockets, parent, reports = decode_spec(argv[1])
     die_with_parent(parent)
-    globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
     from twisted.internet import reactor
 
+    # Plain lines, written once per reactor turn, for the parent to stamp.
+    plain_lines = BatchedFileLogObserver(sys.stdout, plain_text, reactor)
+    globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
     OperatorSignals(reactor, {}, stop_signals=(signal.SIGTERM,)).install()
     service = CapsService(config, reactor, sockets, fast_dispatch=True)
     service.startService()

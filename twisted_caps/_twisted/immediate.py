@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_immediate -*-
 """
-Send on a TCP transport at once when nothing is queued, as asyncio does;
-send UDP replies without re-checking the address the kernel gave; measure
-the replies a connection has not sent yet (its idle timer's view of output).
+Send on a TCP transport at once when nothing is queued, as asyncio does, and
+close it at once when nothing is queued; send UDP replies without
+re-checking the address the kernel gave; measure the replies a connection
+has not sent yet (its idle timer's view of output).
 
 Twisted's C{transport.write} always buffers: the bytes go out on the next
 reactor iteration, after one C{epoll_ctl} to watch for writability and
@@ -25,10 +26,13 @@ import termios
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import abstract, tcp, udp
+from twisted.internet import abstract, main, tcp, udp
+from twisted.python.failure import Failure
 
 #: The transport's private parts L{send_now} reads.
 _USED = ("socket", "dataBuffer", "offset", "_tempDataLen", "_writeDisconnecting")
+#: The reason given for a close, made once as Twisted's reactor makes its own.
+_CONNECTION_DONE = Failure(main.CONNECTION_DONE)
 
 
 def supports_immediate_send(transport: object) -> bool:
@@ -39,6 +43,37 @@ def supports_immediate_send(transport: object) -> bool:
     return type(transport) is tcp.Server and all(hasattr(transport, name) for name in _USED)
 
 
+def _nothing_queued(transport: Any) -> bool:
+    """Whether C{transport} is open and holds no bytes waiting to be sent."""
+    return bool(
+        transport.offset == len(transport.dataBuffer)
+        and not transport._tempDataLen
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnecting
+    )
+
+
+def lose_connection_now(transport: Any) -> None:
+    """
+    Close a C{tcp.Server} at once if nothing is queued, else as Twisted does.
+
+    C{loseConnection} always waits for the socket to be writable to send
+    what is queued, even when nothing is: an C{epoll_ctl} to watch for
+    writability, one more reactor turn, a zero-length C{send} and an
+    C{epoll_ctl} to stop, for every connection of a churning client. With
+    nothing queued, this closes at once, as C{loseConnection} itself does
+    after a write half-close. Call it only outside a read (from
+    C{readConnectionLost}, a timer), or after the whole reply was sent.
+    """
+    if _nothing_queued(transport):
+        transport.stopReading()
+        transport.stopWriting()
+        transport.connectionLost(_CONNECTION_DONE)
+    else:
+        transport.loseConnection()
+
+
 def send_now(transport: Any, data: bytes) -> None:
     """
     Write C{data} on a C{tcp.Server}, sending at once if nothing is queued.
@@ -47,13 +82,7 @@ def send_now(transport: Any, data: bytes) -> None:
     leaves the bytes to C{write}, whose own attempt meets the same
     condition and handles it as Twisted always does.
     """
-    if (
-        transport.offset == len(transport.dataBuffer)
-        and not transport._tempDataLen
-        and transport.connected
-        and not transport.disconnecting
-        and not transport._writeDisconnecting
-    ):
+    if _nothing_queued(transport):
         try:
             sent = transport.socket.send(data)
         except OSError:

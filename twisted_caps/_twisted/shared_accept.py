@@ -15,12 +15,33 @@ This builds the port as C{IReactorSocket.adoptStreamPort} does, with
 Twisted's private C{_fromListeningDescriptor}, from a subclass whose
 C{numberAccepts} stays 1. The change to propose upstream: a way to cap
 C{numberAccepts} for a port.
+
+And every connection, every datagram, would wake every worker waiting in
+C{epoll_wait} on the shared socket, all but one of them for nothing (an
+C{accept} that fails with C{EAGAIN}, twice the system calls per
+connection with two workers). Linux 4.5 and later wake only one waiter
+for a descriptor registered with C{EPOLLEXCLUSIVE} (one or more, says
+C{epoll_ctl(2)}; one in practice). Twisted's epoll reactor registers a
+port's descriptor itself, with C{EPOLLIN} only, so L{wake_one_waiter}
+registers it again, with the flag, in the reactor's private C{_poller};
+any other reactor, or a kernel that refuses the flag, keeps the plain
+registration. Twisted never modifies a reading port's registration (it
+only deletes it when the port stops reading), which C{EPOLLEXCLUSIVE}
+would refuse. The change to propose upstream: a way to ask the epoll
+reactor for C{EPOLLEXCLUSIVE} on a descriptor (Twisted has no ticket for it).
+
+Nothing the kernel queued is lost that way either: the queue belongs to
+the socket, which stays open while any worker (or the parent) holds it; a
+waiter is woken only if it is waiting, and one that starts waiting, or a
+restarted worker registering the socket, finds a non-empty queue ready.
 """
 
+import select
 from socket import AF_UNIX
 from typing import Any
 
 from twisted.internet import tcp, unix
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
 
@@ -69,4 +90,30 @@ def adopt_shared_stream_port(
     else:
         port = _SharedTCPPort._fromListeningDescriptor(reactor, fd, family, factory)
     port.startListening()
+    wake_one_waiter(reactor, port)
     return port
+
+
+def wake_one_waiter(reactor: Any, port: Any) -> bool:
+    """
+    Register the reading C{port}'s descriptor in C{reactor} with
+    C{EPOLLEXCLUSIVE}, so that a connection or datagram wakes one process
+    waiting on the shared socket, not all; return whether it did.
+    """
+    exclusive = getattr(select, "EPOLLEXCLUSIVE", None)
+    if exclusive is None or type(reactor) is not EPollReactor:
+        return False
+    if not all(hasattr(reactor, name) for name in ("_poller", "_reads", "_writes")):
+        return False
+    fd = port.fileno()
+    if fd not in reactor._reads or fd in reactor._writes:
+        return False
+    poller = reactor._poller
+    poller.unregister(fd)
+    try:
+        poller.register(fd, select.EPOLLIN | exclusive)
+    except OSError:
+        # Before Linux 4.5: EINVAL. Twisted's own registration again.
+        poller.register(fd, select.EPOLLIN)
+        return False
+    return True
