@@ -6,8 +6,11 @@ the C{caps-client} command.
 Both calls return a Deferred that fires with the reply bytes, or fails with
 C{ConnectionRefusedError}, C{DNSLookupError} or C{TimeoutError}: a server
 that never answers cannot make a caller wait longer than C{timeout}. Over
-TLS, a certificate that is untrusted or names another host fails the call
-with L{TLSVerificationError}.
+TCP a connection that ends otherwise than by the server's close (a reset)
+fails the call with the reason Twisted gives (C{ConnectionLost}); over
+TLS, a certificate that is untrusted or names another host fails it with
+L{TLSVerificationError}. A server that closes without a reply gives
+C{b""}.
 """
 
 import os

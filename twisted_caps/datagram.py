@@ -65,7 +65,7 @@ class CapsDatagramProtocol(DatagramProtocol):
     Answer each datagram with its capitalization, sent to its source.
 
     An empty datagram gets an empty reply. No reply goes to a source port
-    below 1024 or equal to this service's own port: two echo-style services
+    below 1024 or equal to the port that received it: two echo-style services
     answering each other would loop forever (CVE-1999-0103). Nor does one go
     to a source that sends the same upper-case text back again and again, as
     fast as replies reach it: another service answering (see

@@ -51,9 +51,10 @@ class Options(HelpfulOptions):
     closes; after a half-close (nc -N) the server finishes and closes.
     UDP answers each datagram with one datagram, whole, if the reply fits
     in 65,507 bytes. Loop protection: no reply goes to a source port below
-    1024 or equal to the service's own port, nor to a source that sends the
-    same upper-case text more than 10 times in a row, each within 0.5s
-    (another service answering back), until it sends something else.
+    1024 or equal to the port that received the datagram, nor to a source
+    that sends the same upper-case text more than 10 times in a row, each
+    within 0.5s (another service answering back), until it sends something
+    else.
 
     --port 0 picks one free port for TCP and UDP alike: every listener asked
     for port 0 (--port, --tcp tcp:0, --udp 0) gets the same number, which

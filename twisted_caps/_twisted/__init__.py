@@ -10,11 +10,19 @@ The inventory, one entry a module: what it reads, what happens on a
 Twisted without it, and the upstream ticket that would retire it.
 
   - L{twisted_caps._twisted.immediate}: sends at once when nothing is
-    queued. Reads C{tcp.Server}'s C{socket}, C{dataBuffer}, C{offset},
-    C{_tempDataLen} and C{_writeDisconnecting}. Fallback: a transport
-    without them keeps Twisted's buffered C{write}. Retired by
-    twisted#5303 (write buffering: C{FileDescriptor.write} sending when
-    its buffer is empty).
+    queued, and measures the replies a connection has not sent yet (the
+    idle timer's view of output progress).
+    L{send_now<twisted_caps._twisted.immediate.send_now>} reads
+    C{tcp.Server}'s C{socket}, C{dataBuffer}, C{offset}, C{_tempDataLen}
+    and C{_writeDisconnecting};
+    L{unsent_bytes<twisted_caps._twisted.immediate.unsent_bytes>} reads
+    C{dataBuffer}, C{offset} and C{_tempDataLen} of the C{FileDescriptor} under any
+    wrappers (TLS, PROXY protocol), then asks the kernel for its send queue
+    (C{SIOCOUTQ}). Fallback: a transport without them keeps Twisted's
+    buffered C{write}, and the idle timer sees input progress only.
+    Retired by twisted#5303 (write buffering: C{FileDescriptor.write}
+    sending when its buffer is empty); no ticket yet asks for the queued
+    byte count: the text to file is in C{docs/twisted.md}.
   - L{twisted_caps._twisted.dispatch}: reads TCP connections without the
     per-event log context. Reads the epoll reactor's C{_poller},
     C{_selectables}, C{_doReadOrWrite} and C{_disconnectSelectable}.
@@ -26,19 +34,27 @@ Twisted without it, and the upstream ticket that would retire it.
     the reactor's public C{adoptStreamPort}, which accepts up to 100 per
     wake-up, so a burst may go to one worker. No upstream ticket yet: the
     text to file is in C{docs/twisted.md}.
-  - L{twisted_caps.proxy_protocol}: C{haproxy:} listeners that
-    start the protocol once the PROXY header has arrived and pass
-    half-closes on. Imports C{twisted.protocols.haproxy._wrapper},
-    C{_v1parser}, C{_v2parser} and C{_exceptions}. Fallback: on a Twisted
-    without them, C{haproxy:} listeners use Twisted's own wrapper, with its
-    two gaps. Retired by twisted#12501 and #8287.
+  - L{twisted_caps._twisted.accept_errors}: counts the clients a listening
+    port closes for lack of file descriptors as C{open-files} refusals and
+    logs them in one summary line a second. Replaces C{tcp.Port._logger},
+    the logger through which C{doRead} reports accept errors. Fallback: a
+    port without C{_logger} (or a Twisted that words those events
+    otherwise) keeps Twisted's own line per client. Upstream: twisted#5368
+    added the reserved-descriptor recovery that logs those lines, and
+    twisted#3958 (closed as a duplicate) asked for accept errors to reach
+    the factory, which would retire this module.
   - L{twisted_caps._twisted.tls}: C{ssl:} listeners on which close_notify
-    ends the client's input like a half-close. Overrides
-    C{BufferingTLSTransport._shutdownTLS} and reads C{_tlsConnection},
-    C{_aborted} and C{_aggregator}. Fallback: none at run time; if Twisted
-    renames C{_shutdownTLS} the override is never called and Twisted's
-    own close applies (C{tests/test_tls.py} fails, which is the alarm).
-    Retired by twisted#5341 (TLS half-close).
+    ends the client's input like a half-close, and whose own graceful
+    close (idle timeout, shutdown) is replies, then close_notify.
+    Overrides C{BufferingTLSTransport._shutdownTLS} and reads
+    C{_tlsConnection}, C{_aborted}, C{_aggregator}, C{_lostTLSConnection},
+    C{_handshakeDone}, C{_appSendBuffer} and C{_flushSendBIO}. Its
+    L{ReloadableServerTLS<twisted_caps._twisted.tls.ReloadableServerTLS>},
+    which re-reads certificate files on SIGHUP, uses public names only.
+    Fallback: none at run time; if Twisted renames C{_shutdownTLS} the
+    override is never called and Twisted's own close applies
+    (C{tests/test_tls.py} and C{tests/adversarial/test_tls.py} fail, which
+    is the alarm). Retired by twisted#5341 (TLS half-close).
 
 Two former readers of private names now use public interfaces and need no
 fence: the service hands its listening sockets to workers through
@@ -46,7 +62,11 @@ C{IReadDescriptor.fileno} and C{IReactorFDSet.removeReader} (it read
 C{port.socket} and called C{stopReading}), and the test kit's in-memory
 transport implements C{ITCPTransport} itself (it subclassed
 C{twisted.test.iosim.FakeTransport}, which Twisted does not publish and
-which changed between releases). The systemd endpoint that needs
+which changed between releases). L{twisted_caps.proxy_protocol} needs no
+fence either: it wraps the protocol with Twisted's public
+C{ProtocolWrapper} and parses the header itself
+(L{twisted_caps.proxy_header}), where it once imported the private parsers
+of C{twisted.protocols.haproxy}. The systemd endpoint that needs
 C{LISTEN_FDNAMES} is a documented limit, not a private read; its ticket
 text is in C{docs/twisted.md} too.
 """
