@@ -83,7 +83,8 @@ class CapsCollector:
             CounterMetricFamily,
             "caps_tcp_connections_refused",
             "TCP connections refused, by limit or reason (open-files: no file descriptor"
-            " was left; proxy-header: a PROXY header malformed or late).",
+            " was left; proxy-header: a malformed PROXY header; proxy-header-timeout: a"
+            " header not complete in time).",
             "reason",
         )
         idle = family(
