@@ -4,6 +4,7 @@ virtual environment: twistd finds caps only in a twisted/plugins/ folder,
 and setuptools' default editable install does not provide one.
 """
 
+import os
 import subprocess
 import venv
 import zipfile
@@ -15,6 +16,12 @@ from tests.servers import course_tcp_client, start_process
 
 PROJECT = Path(__file__).resolve().parent.parent
 FORBIDDEN = ("twisted/__init__.py", "twisted/plugins/__init__.py")
+
+
+#: The environment of the new virtual environment's programs: without the
+#: PYTHONPATH a parallel test runner (trial -j) sets, which would make pip
+#: find everything installed already and twistd import the checkout.
+ISOLATED = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
 
 
 class InstalledPluginTests(TestCase):
@@ -35,6 +42,7 @@ class InstalledPluginTests(TestCase):
             capture_output=True,
             timeout=600,
             cwd=PROJECT,
+            env=ISOLATED,
         )
         if done.returncode:
             raise AssertionError(
@@ -44,7 +52,10 @@ class InstalledPluginTests(TestCase):
 
     def twistd_help(self) -> str:
         done = subprocess.run(
-            [str(self.environment / "bin" / "twistd"), "--help"], capture_output=True, timeout=60
+            [str(self.environment / "bin" / "twistd"), "--help"],
+            capture_output=True,
+            timeout=60,
+            env=ISOLATED,
         )
         return done.stdout.decode()
 
@@ -57,6 +68,9 @@ class InstalledPluginTests(TestCase):
         daemon = start_process(
             self,
             [
+                "env",
+                "-u",
+                "PYTHONPATH",
                 str(self.environment / "bin" / "twistd"),
                 "-n",
                 "--pidfile=",
