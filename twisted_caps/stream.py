@@ -87,7 +87,9 @@ class CapsStreamProtocol(Protocol):
         self._abort_call: IDelayedCall | None = None
         self._discarding = False
         self._immediate = False
-        self._capitalizer = StreamCapitalizer()
+        # Made at the first non-ASCII chunk: an ASCII stream never needs one,
+        # and an idle connection is smaller without it.
+        self._capitalizer: StreamCapitalizer | None = None
         self.opened_at = 0.0
         self.last_input_at = 0.0
         self.last_output_at = 0.0
@@ -133,7 +135,14 @@ class CapsStreamProtocol(Protocol):
             self._send(capitalize(data))
             self.close(reason=ANSWERED_ONCE)
             return
-        reply = self._capitalizer.feed(data)
+        capitalizer = self._capitalizer
+        if capitalizer is None and data.isascii():
+            # Nothing is held back before the first non-ASCII byte.
+            reply = data.upper()
+        else:
+            if capitalizer is None:
+                capitalizer = self._capitalizer = StreamCapitalizer()
+            reply = capitalizer.feed(data)
         if reply:
             self._send(reply)
 
@@ -151,7 +160,7 @@ class CapsStreamProtocol(Protocol):
         if self._discarding:
             self.transport.loseConnection()
             return
-        tail = self._capitalizer.flush()
+        tail = self._capitalizer.flush() if self._capitalizer is not None else b""
         if tail:
             self._send(tail)
         self.close()

@@ -37,6 +37,22 @@ class CapsStreamProtocolTests(SynchronousTestCase):
             protocol.dataReceived(bytes([byte]))
         self.assertEqual(transport.value(), b"SS!")
 
+    def test_every_split_of_mixed_text_is_answered_as_the_whole(self) -> None:
+        """
+        ASCII chunks are answered without a capitalizer until the first
+        non-ASCII byte; whatever the split into two or three chunks, the
+        answer is the capitalization of the whole.
+        """
+        text = "ab ß€ cd\xff".encode("utf-8", "surrogateescape") + b"\xff"
+        for first in range(len(text) + 1):
+            for second in range(first, len(text) + 1):
+                protocol, transport = connect()
+                for chunk in (text[:first], text[first:second], text[second:]):
+                    if chunk:
+                        protocol.dataReceived(chunk)
+                protocol.readConnectionLost()
+                self.assertEqual(transport.value(), stream.capitalize(text), (first, second))
+
     def test_half_close_flushes_pending_bytes_and_closes(self) -> None:
         protocol, transport = connect()
         protocol.dataReceived(b"ok\xe2\x82")
