@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_caps import stream
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol, own_half_close
+from twisted_caps.transform import capitalize
 
 
 def connect(once: bool = False) -> tuple[CapsStreamProtocol, StringTransport]:
@@ -51,7 +52,7 @@ class CapsStreamProtocolTests(SynchronousTestCase):
                     if chunk:
                         protocol.dataReceived(chunk)
                 protocol.readConnectionLost()
-                self.assertEqual(transport.value(), stream.capitalize(text), (first, second))
+                self.assertEqual(transport.value(), capitalize(text), (first, second))
 
     def test_half_close_flushes_pending_bytes_and_closes(self) -> None:
         protocol, transport = connect()
