@@ -21,8 +21,8 @@ from twisted.internet.interfaces import (
     ITransport,
 )
 from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, LogLevel
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -57,9 +57,16 @@ CLOSE_LINE = "caps: %s closed after %.3fs, %d bytes in, %d bytes out: %s"
 #: sender or a slowloris holding a slot.
 HEADER_TIMEOUT = 5.0
 
+#: How many times per idle timeout the factory's sweep looks at every
+#: connection: a connection is closed at most a tenth of a timeout after it
+#: becomes due (a fifth, when it is the replies that stopped moving), and a
+#: sweep of 10,000 connections every 30 seconds (--idle-timeout 300) costs
+#: a few milliseconds.
+SWEEPS_PER_TIMEOUT = 10
+
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
-class CapsStreamProtocol(Protocol, TimeoutMixin):
+class CapsStreamProtocol(Protocol):
     """
     Answer a byte stream with its capitalization, with no framing.
 
@@ -80,7 +87,9 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self._abort_call: IDelayedCall | None = None
         self._discarding = False
         self._immediate = False
-        self._capitalizer = StreamCapitalizer()
+        # Made at the first non-ASCII chunk: an ASCII stream never needs one,
+        # and an idle connection is smaller without it.
+        self._capitalizer: StreamCapitalizer | None = None
         self.opened_at = 0.0
         self.last_input_at = 0.0
         self.last_output_at = 0.0
@@ -100,14 +109,6 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         self._immediate = supports_immediate_send(self.transport)
         self.opened_at = self.last_input_at = self.last_output_at = self.factory.clock.seconds()
         IConsumer(self.transport).registerProducer(self, True)
-        self.setTimeout(self.factory.idle_timeout or None)
-
-    def callLater(
-        self, delay: float, function: Callable[..., object], *args: object
-    ) -> IDelayedCall:
-        """Schedule on the factory's clock (TimeoutMixin's timer uses this too)."""
-        call: IDelayedCall = self.factory.clock.callLater(delay, function, *args)
-        return call
 
     def pauseProducing(self) -> None:
         """The transport's write buffer is full: count it and stop reading."""
@@ -134,7 +135,14 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             self._send(capitalize(data))
             self.close(reason=ANSWERED_ONCE)
             return
-        reply = self._capitalizer.feed(data)
+        capitalizer = self._capitalizer
+        if capitalizer is None and data.isascii():
+            # Nothing is held back before the first non-ASCII byte.
+            reply = data.upper()
+        else:
+            if capitalizer is None:
+                capitalizer = self._capitalizer = StreamCapitalizer()
+            reply = capitalizer.feed(data)
         if reply:
             self._send(reply)
 
@@ -152,7 +160,7 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         if self._discarding:
             self.transport.loseConnection()
             return
-        tail = self._capitalizer.flush()
+        tail = self._capitalizer.flush() if self._capitalizer is not None else b""
         if tail:
             self._send(tail)
         self.close()
@@ -166,35 +174,32 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         if not self._discarding:
             self.close()
 
-    def timeoutConnection(self) -> None:
+    def check_idle(self, now: float, idle_timeout: float) -> None:
         """
-        Close the connection if it has made no progress for the whole
-        timeout: no byte read from the client, and no byte of reply taken
+        Close the connection if it has made no progress for C{idle_timeout}
+        seconds: no byte read from the client, and no byte of reply taken
         on its way to the client (a client that reads slowly, while its
-        connection is paused by flow control, is not idle).
+        connection is paused by flow control, is not idle). The factory's
+        sweep calls this for every connection, a few times per timeout.
 
-        Neither direction resets the timer, which would cost calls per
-        chunk: input records its time, and output is seen here, when the
-        timer fires, as replies still unsent (L{unsent_bytes}) having
-        shrunk since the last firing (between firings no reply is written
-        without input, so a drop is progress; at the first firing, replies
-        still unsent count as progress). The timer then waits for the rest
-        of the timeout: a connection that stops all progress is closed
-        between one and two timeouts later.
+        Neither direction costs anything per chunk but the time of the last
+        input: output is seen here, at each look, as replies still unsent
+        (L{unsent_bytes}) having shrunk since the last look (between looks
+        no reply is written without input, so a drop is progress; at the
+        first look, replies still unsent count as progress).
 
         A connection whose input has ended (a half-closed client) and whose
         replies make no progress is aborted: the client has stopped reading
-        them, and nothing else would ever close it.
+        them, and nothing else would ever close it. A connection already
+        closing with a grace period is left to that period's abort.
         """
-        idle_timeout = self.factory.idle_timeout
-        now = self.factory.clock.seconds()
+        if self._abort_call is not None:
+            return
         unsent = unsent_bytes(self.transport)
         if unsent and (self._unsent is None or unsent < self._unsent):
             self.last_output_at = now
         self._unsent = unsent
-        idle = now - max(self.last_input_at, self.last_output_at)
-        if idle < idle_timeout:
-            self.setTimeout(idle_timeout - idle)
+        if now - max(self.last_input_at, self.last_output_at) < idle_timeout:
             return
         self.factory.idle_timeouts += 1
         if self.close_reason is not None:
@@ -213,10 +218,6 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
         half-closes instead (FIN after the queued replies), reads and drops
         input until the client closes, and aborts after C{grace} seconds.
         """
-        if grace:
-            # The grace period bounds this close; without one, the idle timer
-            # goes on watching the replies' progress.
-            self.setTimeout(None)
         if self.close_reason is None:
             self.close_reason = reason
         # A transport with a paused producer registered never closes, so
@@ -232,10 +233,14 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
             lose_write_connection()
             IPushProducer(self.transport).resumeProducing()
         if grace and self._abort_call is None:
-            self._abort_call = self.callLater(grace, self.transport.abortConnection)  # type: ignore[attr-defined]
+            # The grace period bounds this close; without one, the idle
+            # sweep goes on watching the replies' progress.
+            self._abort_call = self.factory.clock.callLater(
+                grace,
+                self.transport.abortConnection,  # type: ignore[attr-defined]
+            )
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self.setTimeout(None)
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         if self._admitted:
@@ -249,6 +254,17 @@ class CapsStreamProtocol(Protocol, TimeoutMixin):
 class CapsStreamFactory(Factory):
     """
     Build L{CapsStreamProtocol}s and apply the service's policy to them.
+
+    The idle timeout is one sweep per factory, not a timer per connection
+    (a timer is a heap push and a cancel per connection, and a
+    C{DelayedCall} kept by each idle one): a L{LoopingCall} on the
+    factory's clock, every C{idle_timeout / SWEEPS_PER_TIMEOUT} seconds,
+    asks every connection whether it has made progress. It starts with the
+    first connection admitted; while the factory listens it stops at its
+    first round with no connection left, so that connections opened one
+    after another do not start and stop it each time; once the factory
+    no longer listens, or L{close_all} has closed everything, it stops
+    with the last connection.
 
     @ivar once: answer only the first chunk received, then close (the
         course's server behaviour, for clients that read until it closes).
@@ -283,6 +299,8 @@ class CapsStreamFactory(Factory):
         self.bytes_sent = 0
         self._refusal_logs = {reason: LogThrottle(clock) for reason in REFUSALS}
         self._drained: Deferred[None] | None = None
+        self._idle_sweep = LoopingCall(self._sweep_idle)
+        self._idle_sweep.clock = clock
         # One Logger: the class attribute makes a new one at every access.
         self.log = self.log
 
@@ -297,7 +315,30 @@ class CapsStreamFactory(Factory):
             return False
         self.accepted += 1
         self.connections.add(protocol)
+        if self.idle_timeout and not self._idle_sweep.running:
+            self._idle_sweep.start(self.idle_timeout / SWEEPS_PER_TIMEOUT, now=False)
         return True
+
+    def _sweep_idle(self) -> None:
+        """Give every connection its look for progress, or stop if none is left."""
+        if not self.connections:
+            self._idle_sweep.stop()
+            return
+        now = self.clock.seconds()
+        idle_timeout = self.idle_timeout
+        # A copy: a connection closed at once leaves the set during the loop.
+        for protocol in list(self.connections):
+            protocol.check_idle(now, idle_timeout)
+
+    def _stop_idle_sweep(self) -> None:
+        """Stop the sweep, if it runs: no connection is left to look at."""
+        if self._idle_sweep.running:
+            self._idle_sweep.stop()
+
+    def stopFactory(self) -> None:
+        """The last listener has stopped: stop the sweep if no connection is left."""
+        if not self.connections:
+            self._stop_idle_sweep()
 
     @property
     def header_timeout(self) -> float:
@@ -355,7 +396,11 @@ class CapsStreamFactory(Factory):
         )
         self.connections.discard(protocol)
         self.limits.release(protocol.peer)
-        if not self.connections and self._drained is not None:
+        if self.connections:
+            return
+        if not self.numPorts or self._drained is not None:
+            self._stop_idle_sweep()
+        if self._drained is not None:
             drained, self._drained = self._drained, None
             drained.callback(None)
 

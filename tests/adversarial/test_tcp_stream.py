@@ -6,18 +6,23 @@ then stop reading. Idle means no progress in either direction.
 
 import os
 import re
+import selectors
 import shutil
 import socket
 import tempfile
 import threading
 import time
 
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.internet import reactor
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import (
     Daemon,
     assert_clean_log,
     closed_within,
+    eventually,
+    port_of,
+    start_in_reactor,
     start_process,
     twistd,
     wait_for,
@@ -109,8 +114,9 @@ class SlowReaderTests(SynchronousTestCase):
     def test_reader_that_stops_is_closed_after_timeout_and_grace(self) -> None:
         """
         A client that uploads and never reads makes no progress: it is
-        closed after --idle-timeout (one to two of them, as the timer sees
-        output progress when it fires), then --shutdown-timeout of grace.
+        closed after --idle-timeout (1 to 1.2 of them, as the sweep sees
+        output progress a tenth of a timeout apart), then --shutdown-timeout
+        of grace.
         """
         daemon = self.serve("--idle-timeout", "1", "--shutdown-timeout", "1")
         assert daemon.tcp_port
@@ -123,14 +129,14 @@ class SlowReaderTests(SynchronousTestCase):
         [(duration, reason)] = close_durations(daemon)
         self.assertEqual(reason, b"idle timeout")
         self.assertLess(2 - 0.1, duration)
-        self.assertLess(duration, 2 * 1 + 1 + 3)  # two timeouts, the grace, slack
+        self.assertLess(duration, 1.2 * 1 + 1 + 3)  # 1.2 timeouts, the grace, slack
         assert_clean_log(self, daemon)
 
     def test_half_closed_client_that_stops_reading_is_aborted(self) -> None:
         """
         A client that sends its text, half-closes and never reads the
         answer does not hold its connection for ever once its replies stop
-        moving: it is aborted after one to two --idle-timeout periods
+        moving: it is aborted after 1 to 1.2 --idle-timeout periods
         (here over a UNIX socket, whose small kernel buffers leave replies
         waiting in the server once the client has half-closed).
         """
@@ -150,5 +156,106 @@ class SlowReaderTests(SynchronousTestCase):
             closed_within(client, 10)
         [(_, reason)] = close_durations(daemon)
         self.assertEqual(reason, b"idle timeout")
-        self.assertLess(elapsed, 2 * 1 + 2)  # two timeouts, slack
+        self.assertLess(elapsed, 1.2 * 1 + 2)  # 1.2 timeouts, slack
         assert_clean_log(self, daemon)
+
+
+def read_until_all_close(clients: list[socket.socket], timeout: float) -> list[bytes]:
+    """
+    Read every client until the server ends its stream, closing each then;
+    return what each received; fail if any is still open after C{timeout}.
+    """
+    received = {client: b"" for client in clients}
+    with selectors.DefaultSelector() as selector:
+        for client in clients:
+            client.setblocking(False)
+            selector.register(client, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        while selector.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{len(selector.get_map())} clients still open")
+            for key, _ in selector.select(left):
+                ready = clients[clients.index(key.fileobj)]  # type: ignore[arg-type]
+                try:
+                    chunk = ready.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""
+                received[ready] += chunk
+                if not chunk:
+                    selector.unregister(ready)
+                    ready.close()
+    return [received[client] for client in clients]
+
+
+class IdleSweepTests(SynchronousTestCase):
+    """
+    The idle timeout is one sweep per server, a tenth of the timeout apart,
+    that looks at every connection: it closes them all, none early, none
+    more than a tenth of a timeout late (plus the time a loaded machine
+    takes to run the sweep).
+    """
+
+    def test_many_idle_connections_are_all_closed_within_the_bound(self) -> None:
+        """
+        200 clients each send a line, read its answer and fall silent: the
+        server closes every one of them for idle timeout after 1 to 1.1
+        seconds of silence (--idle-timeout 1), each client reading its
+        answer and then a clean end of stream; 200 close lines, each with
+        reason idle timeout.
+        """
+        count = 200
+        daemon = start_process(
+            self, twistd("-i", HOST, "-p", "0", "--no-udp", "--idle-timeout", "1"), ("TCP",)
+        )
+        assert daemon.tcp_port
+        clients = []
+        for _ in range(count):
+            client = socket.create_connection((HOST, daemon.tcp_port), timeout=10)
+            self.addCleanup(client.close)
+            client.sendall(b"zzz\n")
+            self.assertEqual(client.recv(16), b"ZZZ\n")
+            clients.append(client)
+        self.assertEqual(read_until_all_close(clients, 15), [b""] * count)
+        wait_for(lambda: len(close_durations(daemon)) == count)
+        durations = close_durations(daemon)
+        self.assertEqual({reason for _, reason in durations}, {b"idle timeout"})
+        self.assertGreaterEqual(min(seconds for seconds, _ in durations), 1.0)
+        # The first connection may wait its whole life for the sweep: 1.1 s,
+        # plus the time to open the 199 others and for the clients to close.
+        self.assertLess(max(seconds for seconds, _ in durations), 1.1 + 1.5)
+        assert_clean_log(self, daemon)
+
+
+class IdleTimerCostTests(TestCase):
+    """
+    Through real sockets, in the test's reactor: idle connections cost the
+    reactor no timer each, only the one sweep of the service.
+    """
+
+    async def test_idle_connections_add_no_timer_each(self) -> None:
+        """
+        With one idle connection open (default --idle-timeout 300), 99 more
+        add no call to the reactor's timers, where a timer per connection
+        would add 99; and every one of them is answered.
+        """
+        service = start_in_reactor(self, "--no-udp")
+        port = port_of(service, "TCP")
+        factory = service.stream_factory
+        clients: list[socket.socket] = []
+
+        async def open_idle(count: int) -> int:
+            """Open C{count} more clients, each answered once; return the timers then."""
+            for _ in range(count):
+                client = socket.create_connection((HOST, port), timeout=10)
+                self.addCleanup(client.close)
+                client.sendall(b"idle")
+                clients.append(client)
+            await eventually(lambda: factory.bytes_sent == 4 * len(clients))
+            return len(reactor.getDelayedCalls())
+
+        timers_with_one = await open_idle(1)
+        timers_with_hundred = await open_idle(99)
+        self.assertEqual(len(factory.connections), 100)
+        self.assertEqual(timers_with_hundred, timers_with_one)
+        self.assertEqual([client.recv(16) for client in clients], [b"IDLE"] * 100)

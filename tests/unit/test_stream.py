@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_caps import stream
 from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
 from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol, own_half_close
+from twisted_caps.transform import capitalize
 
 
 def connect(once: bool = False) -> tuple[CapsStreamProtocol, StringTransport]:
@@ -36,6 +37,22 @@ class CapsStreamProtocolTests(SynchronousTestCase):
         for byte in "ß!".encode():
             protocol.dataReceived(bytes([byte]))
         self.assertEqual(transport.value(), b"SS!")
+
+    def test_every_split_of_mixed_text_is_answered_as_the_whole(self) -> None:
+        """
+        ASCII chunks are answered without a capitalizer until the first
+        non-ASCII byte; whatever the split into two or three chunks, the
+        answer is the capitalization of the whole.
+        """
+        text = "ab ß€ cd\xff".encode("utf-8", "surrogateescape") + b"\xff"
+        for first in range(len(text) + 1):
+            for second in range(first, len(text) + 1):
+                protocol, transport = connect()
+                for chunk in (text[:first], text[first:second], text[second:]):
+                    if chunk:
+                        protocol.dataReceived(chunk)
+                protocol.readConnectionLost()
+                self.assertEqual(transport.value(), capitalize(text), (first, second))
 
     def test_half_close_flushes_pending_bytes_and_closes(self) -> None:
         protocol, transport = connect()
@@ -160,6 +177,106 @@ class IdleTimeoutTests(SynchronousTestCase):
         clock.advance(10)
         protocol.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class IdleSweepTests(SynchronousTestCase):
+    """
+    The idle timeout is one sweep per factory on the factory's clock, a
+    tenth of the timeout apart, not a timer per connection.
+    """
+
+    def test_many_connections_share_one_timer(self) -> None:
+        """However many connections are open, the clock holds one call."""
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10)
+        for number in range(100):
+            connect_from(factory, f"10.0.{number}.1")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+
+    def test_no_sweep_without_an_idle_timeout(self) -> None:
+        """With --idle-timeout 0 nothing is scheduled at all."""
+        clock = Clock()
+        connect_from(CapsStreamFactory(clock, idle_timeout=0), "10.0.0.1")
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_connection_between_sweeps_is_closed_within_a_tenth_of_a_timeout(self) -> None:
+        """
+        A connection opened between two sweeps is closed at the first sweep
+        at least one timeout after its last input: never early, and at
+        most a tenth of a timeout late.
+        """
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10)
+        connect_from(factory, "10.0.0.1")
+        clock.advance(0.5)
+        late, late_transport = connect_from(factory, "10.0.0.2")
+        while not late_transport.disconnecting:
+            clock.advance(0.05)
+        self.assertGreaterEqual(clock.seconds(), 0.5 + 10)
+        self.assertLess(clock.seconds(), 0.5 + 10 + 1)
+        self.assertEqual(late.close_reason, "idle timeout")
+
+    def test_all_due_connections_close_in_one_sweep(self) -> None:
+        """Connections that close at once during a sweep do not stop it."""
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10, shutdown_timeout=0)
+        connections = [connect_from(factory, f"10.0.{n}.1") for n in range(5)]
+        for protocol, transport in connections:
+            transport.loseConnection = protocol.connectionLost  # type: ignore[method-assign]
+        clock.advance(10)
+        self.assertEqual((factory.connections, factory.idle_timeouts), (set(), 5))
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_a_listening_factory_keeps_its_sweep_until_the_next_round(self) -> None:
+        """
+        While the factory listens, the sweep outlives its last connection
+        until its next round, so connections opened one after another do
+        not start and stop it each time; then it stops.
+        """
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10)
+        factory.doStart()
+        for _ in range(3):
+            protocol, _ = connect_from(factory, "10.0.0.1")
+            protocol.connectionLost(Failure(ConnectionDone()))
+            [sweep] = clock.getDelayedCalls()
+            self.assertEqual(sweep.getTime(), 1.0)
+        clock.advance(1)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        factory.doStop()
+
+    def test_stopped_factory_stops_its_sweep(self) -> None:
+        """When the last listener stops with no connection left, nothing is left scheduled."""
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10)
+        factory.doStart()
+        protocol, _ = connect_from(factory, "10.0.0.1")
+        protocol.connectionLost(Failure(ConnectionDone()))
+        factory.doStop()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_close_all_leaves_nothing_scheduled(self) -> None:
+        """Once L{CapsStreamFactory.close_all} has closed everything, the sweep is gone."""
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=10, shutdown_timeout=5)
+        factory.doStart()
+        protocol, _ = connect_from(factory, "10.0.0.1")
+        closed = factory.close_all()
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.successResultOf(closed)
+        self.assertEqual(clock.getDelayedCalls(), [])
+        factory.doStop()
+
+    def test_connection_closing_with_grace_is_left_to_its_abort(self) -> None:
+        """A connection the sweep closed is not counted again at later sweeps."""
+        clock = Clock()
+        factory = CapsStreamFactory(clock, idle_timeout=1, shutdown_timeout=5)
+        _, transport = connect_from(factory, "10.0.0.1")
+        for _ in range(40):
+            clock.advance(0.1)
+        self.assertEqual((factory.idle_timeouts, transport.disconnected), (1, False))
+        clock.advance(2.5)
+        self.assertTrue(transport.disconnected)
 
 
 class OutputProgressTests(SynchronousTestCase):
