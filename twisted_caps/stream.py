@@ -257,7 +257,7 @@ class CapsStreamFactory(Factory):
 
     The idle timeout is one sweep per factory, not a timer per connection
     (a timer is a heap push and a cancel per connection, and a
-    C{DelayedCall} kept by each idle one): a L{LoopingCall} on the
+    C{DelayedCall} kept by each idle one): a C{LoopingCall} on the
     factory's clock, every C{idle_timeout / SWEEPS_PER_TIMEOUT} seconds,
     asks every connection whether it has made progress. It starts with the
     first connection admitted; while the factory listens it stops at its
