@@ -256,11 +256,13 @@ METRICS_SERVING = re.compile(rb"caps: serving metrics on \S*:(\d+)")
 
 
 def metrics_port_of(daemon: Daemon) -> int:
-    """The port of a daemon's C{--metrics} listener, once its log names it."""
+    """
+    The port of a daemon's C{--metrics} listener, once its log names it: the
+    last one named, since C{--port 0} may try again on other ports (and
+    reopen the metrics listener) when another program holds one it drew.
+    """
     wait_for(lambda: METRICS_SERVING.search(daemon.output))
-    match = METRICS_SERVING.search(daemon.output)
-    assert match is not None
-    return int(match.group(1))
+    return int(METRICS_SERVING.findall(daemon.output)[-1])
 
 
 def metric_total(port: int, name: str, **labels: str) -> float:

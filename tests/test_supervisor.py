@@ -19,6 +19,7 @@ from tests.servers import (
     course_udp_client,
     exited,
     kill_at_cleanup,
+    metrics_port_of,
     read_to_end,
     running_workers,
     scrape,
@@ -48,13 +49,10 @@ def exchange_concurrently(port: int, count: int) -> None:
             client.close()
 
 
-METRICS = re.compile(rb"serving metrics on 127\.0\.0\.1:(\d+)")
-
-
 class WorkerMetricsTests(SynchronousTestCase):
     def test_one_scrape_sees_every_worker_labelled(self) -> None:
         daemon, _ = start_workers(self, "--metrics", "tcp:0:interface=127.0.0.1")
-        [metrics_port] = [int(port) for port in METRICS.findall(daemon.output)]
+        metrics_port = metrics_port_of(daemon)
         assert daemon.tcp_port
         exchange_concurrently(daemon.tcp_port, 20)
         course_udp_client(daemon.udp_port or 0, b"dgram")
