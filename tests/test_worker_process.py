@@ -89,4 +89,4 @@ class SpecTests(SynchronousTestCase):
     def test_max_connections_is_shared_out_among_workers(self) -> None:
         config = CapsConfig(tcp=(), udp=(), max_connections=1001, workers=4)
         spec = json.loads(encode_spec(config, (), 1))
-        self.assertEqual(spec["config"]["max_connections"], 251)
+        self.assertEqual(spec["config"]["max_connections"], 250)

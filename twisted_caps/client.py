@@ -207,7 +207,12 @@ class _DatagramExchange(DatagramProtocol):
             return
         self._sends_left -= 1
         self._resend = self._clock.callLater(self._interval, self.send)
-        self.transport.write(self._data, self._address)
+        try:
+            self.transport.write(self._data, self._address)
+        except (error.MessageLengthError, OSError) as refused:
+            # The kernel refused the datagram (too long, no route): that is
+            # the outcome, and the port must close before the reactor stops.
+            self._finish(refused)
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         self._finish(datagram)

@@ -190,11 +190,17 @@ class Options(HelpfulOptions):
             )
         if not (tcp or udp):
             raise usage.UsageError("--no-tcp and --no-udp leave nothing to serve")
+        max_connections = parse_count(self["max-connections"], "--max-connections")
+        if 0 < max_connections < workers:
+            raise usage.UsageError(
+                f"--max-connections {max_connections} is fewer than --workers {workers}"
+                " (each worker serves a share of at least one connection)"
+            )
         self.config = CapsConfig(
             tcp=tcp,
             udp=udp,
             once=self["once"],
-            max_connections=parse_count(self["max-connections"], "--max-connections"),
+            max_connections=max_connections,
             max_per_peer=parse_count(self["max-per-peer"], "--max-per-peer"),
             idle_timeout=parse_seconds(self["idle-timeout"], "--idle-timeout"),
             udp_rate=parse_count(self["udp-rate"], "--udp-rate"),

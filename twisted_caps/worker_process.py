@@ -59,8 +59,9 @@ def encode_spec(config: CapsConfig, sockets: tuple[InheritedSocket, ...], parent
     settings = asdict(config)
     for listeners in ("tcp", "udp", "metrics", "workers"):
         settings.pop(listeners)
-    # --max-connections bounds the whole service, so each worker gets its share.
-    settings["max_connections"] = -(-config.max_connections // config.workers)
+    # --max-connections bounds the whole service, so each worker gets its share,
+    # rounded down so the shares never add up to more (the options ensure >= 1).
+    settings["max_connections"] = config.max_connections // config.workers
     return json.dumps(
         {
             "parent": parent,

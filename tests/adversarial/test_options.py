@@ -1,14 +1,15 @@
 """
 The command lines attacked as a fuzzer would: every option of C{twistd caps},
-C{twist caps} and C{caps-client} fed values that Python's own conversions
+C{twist caps}, C{caps-client} and C{caps-check} fed values that Python's own conversions
 mishandle (superscripts, 5,000 digits, nan, whitespace, control characters),
 through real processes for a representative set, and through the parsers
 in-process (hypothesis) for any text at all.
 
 The promise: a bad value is one line on stderr naming the option, exit
-status 1, never a traceback; nothing has started listening when it is
-refused; and what the options promise (one port for --port 0, a bounded
---workers, a clean line from a daemon) holds through the kernel.
+status 1 (2 for caps-check, whose usage errors all exit 2), never a
+traceback; nothing has started listening when it is refused; and what
+the options promise (one port for --port 0, a bounded --workers, a clean
+line from a daemon) holds through the kernel.
 """
 
 import io
@@ -177,6 +178,30 @@ class RealProcessTests(SynchronousTestCase):
         ):
             done = run(caps_client(*argv, "x"))
             self.assertOneLineRefusal(done, b"caps-client: ", fragment)
+
+    def test_checker_refuses_hostile_numbers_in_one_line_with_status_2(self) -> None:
+        """
+        caps-check: a number Python's conversions mishandle (a superscript,
+        5,000 digits, Arabic-Indic digits, an underscore, a space, 1e308) is
+        one usage line and exit status 2, as for any usage error, never a
+        traceback and never a check run with a nonsense value.
+        """
+        checker = os.path.join(BIN, "caps-check")
+        for option, value in (
+            ("--port", "\u00b2"),
+            ("--port", "9" * 5000),
+            ("--port", "\u0661\u0662"),
+            ("--timeout", "1_0"),
+            ("--timeout", "\u0661"),
+            ("--timeout", " 5"),
+            ("--timeout", "1e308"),
+        ):
+            done = run([checker, option, value])
+            self.assertEqual(done.returncode, 2, (option, value, done.stderr))
+            self.assertEqual(done.stdout, b"", (option, value))
+            lines = done.stderr.splitlines()
+            self.assertEqual(len(lines), 1, done.stderr)
+            self.assertTrue(lines[0].startswith(f"caps-check: {option}: ".encode()), lines[0])
 
 
 class PortZeroTests(SynchronousTestCase):

@@ -1,25 +1,29 @@
 """
 Attacks on the installed daemon's resources: more clients at once than it
-has file descriptors for.
+has file descriptors for, or than --max-connections admits across workers.
 """
 
 import os
 import re
 import shutil
 import socket
+import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.servers import (
+    WORKERS,
     Daemon,
     logged_ports,
     metric_total,
     metrics_port_of,
     require_program,
     start_process,
+    start_workers,
     twistd,
     wait_for,
 )
@@ -124,3 +128,49 @@ class OpenFilesExhaustionTests(SynchronousTestCase):
 
         daemon, metrics = self.start("--tcp", f"unix:{path}:backlog=1024")
         self.assert_exhaustion_is_summarized(daemon, metrics, connect)
+
+
+class SharedConnectionLimitTests(SynchronousTestCase):
+    """--max-connections counts the whole service, whatever --workers is."""
+
+    def test_workers_never_hold_more_than_max_connections_in_all(self) -> None:
+        """
+        With --workers 2 and --max-connections 3, eight clients at once get
+        at most three replies in all (each worker's share is rounded down);
+        a limit below the number of workers, which cannot be shared out
+        without a worker having no limit or more than its share, is one
+        usage line and exit status 1.
+        """
+        refused = subprocess.run(
+            twistd(*WORKERS, "--no-udp", "--max-connections", "1"),
+            capture_output=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual(refused.returncode, 1, refused.stderr)
+        self.assertEqual(
+            refused.stderr.splitlines(),
+            [
+                b"caps: --max-connections 1 is fewer than --workers 2 (each worker serves"
+                b" a share of at least one connection) (see --help)"
+            ],
+        )
+        daemon, _ = start_workers(self, "--max-connections", "3")
+        assert daemon.tcp_port is not None
+        with ExitStack() as clients:
+            connected = []
+            for _ in range(8):
+                client = clients.enter_context(
+                    socket.create_connection(("127.0.0.1", daemon.tcp_port), timeout=5)
+                )
+                connected.append(client)
+                time.sleep(0.05)  # let each worker take its turn at the queue
+            replies = 0
+            for client in connected:
+                try:
+                    client.sendall(b"x")
+                    replies += client.recv(1) == b"X"
+                except OSError:
+                    pass
+        self.assertGreaterEqual(replies, 1)
+        self.assertLessEqual(replies, 3)

@@ -5,8 +5,10 @@ empty datagrams, bursts, and forged sources that would set two services
 answering each other.
 """
 
+import os
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from functools import partial
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from tests.servers import (
+    BIN,
     SERVING,
     Daemon,
     metric_total,
@@ -383,3 +386,34 @@ class LoopTests(SynchronousTestCase):
             wait_for(lambda: metric_total(metrics, "caps_udp_datagrams_total", result="loop") == 1)
             client.sendto(b"else", address)
             self.assertEqual(client.recv(16), b"ELSE")
+
+
+class ClientDatagramTests(SynchronousTestCase):
+    """caps-client -u against the daemon, with texts at the edge of a datagram."""
+
+    def test_text_too_long_for_a_datagram_is_one_line_and_status_1(self) -> None:
+        """
+        A text longer than 65,507 bytes, which the kernel refuses to send as
+        one datagram, is one line on stderr and exit status 1: no "Unhandled
+        error in Deferred" and no invented "connection refused" after it.
+        The largest text that fits is still answered whole.
+        """
+        daemon = start_process(self, twistd("-i", "127.0.0.1", "-p", "0", "--no-tcp"), ("UDP",))
+        client = [os.path.join(BIN, "caps-client"), "-u", "--host", "127.0.0.1"]
+        client += ["-p", str(daemon.udp_port)]
+        for size in (MAX_UDP_PAYLOAD + 1, 70_000):
+            done = subprocess.run(
+                [*client, "a" * size], capture_output=True, timeout=30, stdin=subprocess.DEVNULL
+            )
+            self.assertEqual((done.returncode, done.stdout), (1, b""), done.stderr)
+            lines = done.stderr.splitlines()
+            self.assertEqual(len(lines), 1, done.stderr)
+            self.assertIn(b"too long", lines[0])
+        done = subprocess.run(
+            [*client, "a" * MAX_UDP_PAYLOAD],
+            capture_output=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
+        )
+        self.assertEqual((done.returncode, done.stderr), (0, b""))
+        self.assertEqual(done.stdout, b"A" * MAX_UDP_PAYLOAD + b"\n")

@@ -19,6 +19,7 @@ from twisted_caps.check.checks import CHECK_IDS, CHECKS
 from twisted_caps.check.report import CheckReport, write_json
 from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks
 from twisted_caps.check.target import PROFILES, Transport
+from twisted_caps.option_values import port_number, seconds
 
 USAGE_ERROR = 2
 
@@ -114,17 +115,10 @@ class CheckOptions(usage.Options):
             valid_host = False
         if not valid_host:
             raise usage.UsageError(f"--host: {host!r} is not a host name or IP address")
-        port = self["port"]
-        if not (port.isdigit() and 0 < int(port) <= 65535):
-            raise usage.UsageError(f"--port: {port!r} is not a port number (1-65535)")
-        self["port"] = int(port)
-        try:
-            timeout = float(self["timeout"])
-        except ValueError:
-            timeout = 0.0
-        if not 0 < timeout < float("inf"):
-            raise usage.UsageError(f"--timeout: {self['timeout']!r} is not a number of seconds > 0")
-        self["timeout"] = timeout
+        self["port"] = port_number(self["port"], "--port", lowest=1)
+        self["timeout"] = seconds(
+            self["timeout"], "--timeout", "a number of seconds > 0 (at most a year)", positive=True
+        )
         if self["profile"] not in PROFILES:
             raise usage.UsageError(f"--profile: {self['profile']!r} is not lecture or full")
         if self["tcp-only"] and self["udp-only"]:
