@@ -79,7 +79,8 @@ class Options(HelpfulOptions):
     every worker closes gracefully and this process exits after them;
     workers exit by themselves if this process dies. Limits apply per
     worker, except --max-connections, which is shared out among the
-    workers. Listeners must be tcp:, tcp6:, unix: or UDP; --metrics serves
+    workers (rounded down, so it holds in all; it must be at least
+    --workers). Listeners must be tcp:, tcp6:, unix: or UDP; --metrics serves
     every worker's counts, labelled by worker.
 
     Examples::
