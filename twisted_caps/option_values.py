@@ -28,6 +28,9 @@ MAX_LINE = 300
 #: timeout is "never" in practice (say 0), and it keeps every delay far
 #: inside what the reactor and the kernel's poll timeouts can represent.
 MAX_SECONDS = 365 * 24 * 3600
+#: The most points one check may be worth in a Gradescope report: far more
+#: than any assignment gives, and far from a float's loss of precision.
+MAX_POINTS = 1_000_000
 
 _WHOLE = re.compile(f"[0-9]{{1,{MAX_DIGITS}}}")
 _DECIMAL = re.compile(
@@ -69,6 +72,18 @@ def seconds(text: str, option: str, meaning: str, positive: bool = False) -> flo
         if (value > 0 or not positive) and value <= MAX_SECONDS:
             return value
     raise usage.UsageError(f"{option}: {quoted(text)} is not {meaning}")
+
+
+def points(text: str, option: str) -> float:
+    """
+    Return C{text}, decimal digits with at most one point, as points from 0
+    to L{MAX_POINTS}, or raise a one-line usage error.
+    """
+    if _DECIMAL.fullmatch(text):
+        value = float(text)
+        if value <= MAX_POINTS:
+            return value
+    raise usage.UsageError(f"{option}: {quoted(text)} is not a number of points (0-{MAX_POINTS:,})")
 
 
 def port_number(text: str, option: str, lowest: int = 0) -> int:

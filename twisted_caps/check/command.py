@@ -19,7 +19,7 @@ from twisted_caps.check.checks import CHECK_IDS, CHECKS
 from twisted_caps.check.report import CheckReport, write_json
 from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks
 from twisted_caps.check.target import PROFILES, Transport
-from twisted_caps.option_values import port_number, seconds
+from twisted_caps.option_values import points, port_number, quoted, seconds
 
 USAGE_ERROR = 2
 
@@ -94,18 +94,13 @@ class CheckOptions(usage.Options):
 
     def opt_weight(self, value: str) -> None:
         """Points of check ID in --gradescope (ID=POINTS; default 1; repeatable)."""
-        check_id, equals, points = value.partition("=")
+        check_id, equals, worth = value.partition("=")
         if not equals:
-            raise usage.UsageError(f"--weight: {value!r} is not ID=POINTS")
+            raise usage.UsageError(f"--weight: {quoted(value)} is not ID=POINTS")
         if check_id not in CHECK_IDS:
-            raise usage.UsageError(f"--weight: no check {check_id!r} ({', '.join(CHECK_IDS)})")
-        try:
-            weight = float(points)
-        except ValueError:
-            raise usage.UsageError(f"--weight: {points!r} is not a number of points") from None
-        if not 0 <= weight < float("inf"):
-            raise usage.UsageError(f"--weight: {points!r} is not a number of points")
-        self["weights"][check_id] = weight
+            known = ", ".join(CHECK_IDS)
+            raise usage.UsageError(f"--weight: no check {quoted(check_id)} ({known})")
+        self["weights"][check_id] = points(worth, f"--weight {check_id}")
 
     def postOptions(self) -> None:
         host = self["host"]
