@@ -19,6 +19,7 @@ from tests.servers import (
     Daemon,
     assert_clean_log,
     closed_within,
+    metrics_port_of,
     read_until_close_notify,
     scrape,
     start_process,
@@ -29,7 +30,6 @@ from twisted_caps.proxy_header import V2_SIGNATURE
 
 HOST = "127.0.0.1"
 V1_HEADER = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 1200\r\n"
-METRICS = re.compile(rb"serving metrics on 127\.0\.0\.1:(\d+)")
 
 
 def still_open(client: socket.socket) -> bool:
@@ -70,10 +70,7 @@ class ProxyListenerTests(SynchronousTestCase):
         )
         daemon = start_process(self, command, ("TCP",))
         assert daemon.tcp_port
-        wait_for(lambda: METRICS.search(daemon.output))
-        match = METRICS.search(daemon.output)
-        assert match is not None
-        return daemon, int(match.group(1))
+        return daemon, metrics_port_of(daemon)
 
     def refused(self, metrics: int) -> dict[str, float]:
         samples = scrape(metrics)

@@ -20,6 +20,7 @@ from tests.servers import (
     Daemon,
     assert_clean_log,
     closed_within,
+    metrics_port_of,
     read_until_close_notify,
     scrape,
     start_process,
@@ -30,7 +31,6 @@ from twisted_caps.transform import capitalize
 
 HOST = "127.0.0.1"
 KiB = 1024
-METRICS = re.compile(rb"serving metrics on 127\.0\.0\.1:(\d+)")
 
 
 def tls_client(files: ServerFiles, port: int) -> ssl.SSLSocket:
@@ -201,14 +201,12 @@ class TLSHandshakeAttackTests(SynchronousTestCase):
         command = twistd("--tcp", ssl_endpoint(files), "--no-udp", "--shutdown-timeout", "20")
         daemon = start_process(self, [*command, "--metrics", metrics], ("TCP",))
         assert daemon.tcp_port
-        wait_for(lambda: METRICS.search(daemon.output))
-        match = METRICS.search(daemon.output)
-        assert match is not None
+        metrics_port = metrics_port_of(daemon)
         hello = client_hello()
         with socket.create_connection((HOST, daemon.tcp_port)) as client:
             client.sendall(hello[: len(hello) // 2])
             open_now = ("caps_tcp_connections_open", ())
-            wait_for(lambda: scrape(int(match.group(1)))[open_now] == 1)
+            wait_for(lambda: scrape(metrics_port)[open_now] == 1)
             started = time.monotonic()
             daemon.process.send_signal(signal.SIGTERM)
             closed_within(client, 10)
