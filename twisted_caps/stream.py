@@ -58,8 +58,8 @@ CLOSE_LINE = "caps: %s closed after %.3fs, %d bytes in, %d bytes out: %s"
 HEADER_TIMEOUT = 5.0
 
 #: How many times per idle timeout the factory's sweep looks at every
-#: connection: a connection is closed at most a tenth of a timeout after it
-#: becomes due (a fifth, when it is the replies that stopped moving), and a
+#: connection: a connection is closed at most a fifth of a timeout after it
+#: becomes due (progress is seen at a look, up to a tenth late), and a
 #: sweep of 10,000 connections every 30 seconds (--idle-timeout 300) costs
 #: a few milliseconds.
 SWEEPS_PER_TIMEOUT = 10
@@ -79,6 +79,23 @@ class CapsStreamProtocol(Protocol):
     """
 
     transport: ITransport
+    # Slots: an idle connection is a few dozen bytes smaller without a dict.
+    __slots__ = (
+        "_abort_call",
+        "_admitted",
+        "_capitalizer",
+        "_discarding",
+        "_immediate",
+        "_input_seen",
+        "_unsent",
+        "bytes_in",
+        "bytes_out",
+        "close_reason",
+        "factory",
+        "last_progress_at",
+        "opened_at",
+        "peer",
+    )
 
     def __init__(self, factory: "CapsStreamFactory") -> None:
         self.factory = factory
@@ -91,8 +108,10 @@ class CapsStreamProtocol(Protocol):
         # and an idle connection is smaller without it.
         self._capitalizer: StreamCapitalizer | None = None
         self.opened_at = 0.0
-        self.last_input_at = 0.0
-        self.last_output_at = 0.0
+        # When the idle sweep last saw progress; input between two looks is
+        # a flag, not a clock read (and a float kept) per chunk.
+        self.last_progress_at = 0.0
+        self._input_seen = False
         self._unsent: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -107,7 +126,7 @@ class CapsStreamProtocol(Protocol):
             return
         self._admitted = True
         self._immediate = supports_immediate_send(self.transport)
-        self.opened_at = self.last_input_at = self.last_output_at = self.factory.clock.seconds()
+        self.opened_at = self.last_progress_at = self.factory.clock.seconds()
         IConsumer(self.transport).registerProducer(self, True)
 
     def pauseProducing(self) -> None:
@@ -127,7 +146,7 @@ class CapsStreamProtocol(Protocol):
         if self._discarding:
             return
         factory = self.factory
-        self.last_input_at = factory.clock.seconds()
+        self._input_seen = True
         size = len(data)
         self.bytes_in += size
         factory.bytes_received += size
@@ -182,11 +201,13 @@ class CapsStreamProtocol(Protocol):
         connection is paused by flow control, is not idle). The factory's
         sweep calls this for every connection, a few times per timeout.
 
-        Neither direction costs anything per chunk but the time of the last
-        input: output is seen here, at each look, as replies still unsent
-        (L{unsent_bytes}) having shrunk since the last look (between looks
-        no reply is written without input, so a drop is progress; at the
-        first look, replies still unsent count as progress).
+        Progress costs nothing per chunk but a flag: it is seen here, at
+        each look, as input having arrived since the last look, or as
+        replies still unsent (L{unsent_bytes}) having shrunk since then
+        (between looks no reply is written without input, so a drop is
+        progress; at the first look, replies still unsent count as
+        progress). So a connection is closed between one timeout and one
+        timeout plus two sweep periods after its last progress.
 
         A connection whose input has ended (a half-closed client) and whose
         replies make no progress is aborted: the client has stopped reading
@@ -196,10 +217,13 @@ class CapsStreamProtocol(Protocol):
         if self._abort_call is not None:
             return
         unsent = unsent_bytes(self.transport)
-        if unsent and (self._unsent is None or unsent < self._unsent):
-            self.last_output_at = now
+        moved = self._input_seen or bool(unsent and (self._unsent is None or unsent < self._unsent))
+        self._input_seen = False
         self._unsent = unsent
-        if now - max(self.last_input_at, self.last_output_at) < idle_timeout:
+        if moved:
+            self.last_progress_at = now
+            return
+        if now - self.last_progress_at < idle_timeout:
             return
         self.factory.idle_timeouts += 1
         if self.close_reason is not None:
