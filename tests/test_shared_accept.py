@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps._twisted.shared_accept}: one accept per wake-up, one waiter woken."""
+"""Tests for L{twisted_caps._twisted.shared_accept}: a shared socket, one waiter woken."""
 
 import os
 import select
@@ -9,19 +9,19 @@ from typing import Any, cast
 
 from twisted.internet import reactor
 from twisted.internet.epollreactor import EPollReactor
-from twisted.internet.interfaces import IReactorSocket
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.servers import KeptProtocols
-from twisted_caps._twisted import shared_accept
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_one_waiter
 
 Address = str | tuple[str, int]
 
 
-class OneAcceptPerWakeupTests(TestCase):
+class SharedPortAcceptTests(TestCase):
+    """What a worker's port takes from the shared socket's queue when woken."""
+
     def listening(self, family: socket.AddressFamily, address: Address) -> socket.socket:
         listener = socket.socket(family, socket.SOCK_STREAM)
         self.addCleanup(listener.close)
@@ -37,26 +37,24 @@ class OneAcceptPerWakeupTests(TestCase):
             self.addCleanup(client.close)
             client.connect(listener.getsockname())
 
-    def adopt(
-        self, shared: bool, family: socket.AddressFamily, address: Address
-    ) -> tuple[Any, KeptProtocols[Protocol]]:
+    def accepted_after_each_read(self, family: socket.AddressFamily, address: Address) -> list[int]:
         """
-        A port on a listening socket with three clients queued, not reading by
-        itself, so the test drives its C{doRead}: C{shared}, or Twisted's own.
+        Adopt a listening socket with three clients queued, not reading by
+        itself, and drive its C{doRead} three times: the connections built
+        after each.
         """
         listener = self.listening(family, address)
         self.queue_clients(listener, 3)
         factory = KeptProtocols(Protocol)
-        fd = listener.fileno()
-        port: Any
-        if shared:
-            port = adopt_shared_stream_port(reactor, fd, family, factory)
-        else:
-            port = cast(IReactorSocket, reactor).adoptStreamPort(fd, family, factory)
+        port: Any = adopt_shared_stream_port(reactor, listener.fileno(), family, factory)
         port.stopReading()
         self.addCleanup(port.stopListening)
         self.addCleanup(self.abort_all, factory)
-        return port, factory
+        counts = []
+        for _ in range(3):
+            port.doRead()
+            counts.append(len(factory.built))
+        return counts
 
     @staticmethod
     def abort_all(factory: KeptProtocols[Protocol]) -> None:
@@ -64,38 +62,18 @@ class OneAcceptPerWakeupTests(TestCase):
         for protocol in factory.built:
             cast(Any, protocol.transport).abortConnection()
 
-    def accepted_after_each_read(
-        self, shared: bool, family: socket.AddressFamily, address: Address
-    ) -> list[int]:
-        port, factory = self.adopt(shared, family, address)
-        counts = []
-        for _ in range(3):
-            port.doRead()
-            counts.append(len(factory.built))
-        return counts
+    def test_tcp_takes_the_queued_connections_in_one_wakeup(self) -> None:
+        """
+        A woken worker accepts every connection queued (up to Twisted's
+        count), not one per trip round the reactor.
+        """
+        self.assertEqual(self.accepted_after_each_read(socket.AF_INET, ("127.0.0.1", 0)), [3, 3, 3])
 
-    def test_tcp_accepts_one_connection_per_read(self) -> None:
-        counts = self.accepted_after_each_read(True, socket.AF_INET, ("127.0.0.1", 0))
-        self.assertEqual(counts, [1, 2, 3])
-
-    def test_unix_accepts_one_connection_per_read(self) -> None:
+    def test_unix_takes_the_queued_connections_in_one_wakeup(self) -> None:
         scratch = tempfile.mkdtemp(prefix="caps-accept-")
         self.addCleanup(shutil.rmtree, scratch)
         path = os.path.join(scratch, "socket")
-        self.assertEqual(self.accepted_after_each_read(True, socket.AF_UNIX, path), [1, 2, 3])
-
-    def test_twisteds_own_port_takes_the_whole_queue_at_once(self) -> None:
-        counts = self.accepted_after_each_read(False, socket.AF_INET, ("127.0.0.1", 0))
-        self.assertEqual(counts, [3, 3, 3])
-
-    def test_without_the_private_constructor_twisteds_own_port_serves(self) -> None:
-        """
-        On a Twisted without C{_fromListeningDescriptor}, the shared socket is
-        still served, through the public C{adoptStreamPort}.
-        """
-        self.patch(shared_accept, "ONE_ACCEPT_PER_WAKEUP", False)
-        counts = self.accepted_after_each_read(True, socket.AF_INET, ("127.0.0.1", 0))
-        self.assertEqual(counts, [3, 3, 3])
+        self.assertEqual(self.accepted_after_each_read(socket.AF_UNIX, path), [3, 3, 3])
 
 
 class WakeOneWaiterTests(TestCase):

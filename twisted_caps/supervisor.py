@@ -6,8 +6,8 @@ The parent (the twistd process) opens every listener once, in
 C{privilegedStartService} so C{--uid} still works, stops reading from them,
 and passes the sockets to each worker (L{twisted_caps.worker_process}) as inherited
 descriptors, which the worker adopts (L{twisted_caps._twisted.shared_accept}, which
-accepts one connection per wake-up so that a burst is shared out, and
-C{adoptDatagramPort}). Why one shared socket rather than C{SO_REUSEPORT}:
+wakes one waiting worker per connection, and C{adoptDatagramPort}). Why one
+shared socket rather than C{SO_REUSEPORT}:
 
   - graceful shutdown: with C{SO_REUSEPORT} each worker has its own accept
     queue, and the connections queued on a worker that closes its socket

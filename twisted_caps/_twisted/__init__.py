@@ -28,12 +28,12 @@ Twisted without it, and the upstream ticket that would retire it.
     C{_selectables}, C{_doReadOrWrite} and C{_disconnectSelectable}.
     Fallback: a reactor without them is left alone. Retired by
     twisted#12338, #6789 and #2534 (C{callWithLogger} on every event).
-  - L{twisted_caps._twisted.shared_accept}: a port shared by worker
-    processes accepts one connection per wake-up. Reads
-    C{tcp.Port._fromListeningDescriptor} (and C{unix.Port}'s). Fallback:
-    the reactor's public C{adoptStreamPort}, which accepts up to 100 per
-    wake-up, so a burst may go to one worker. No upstream ticket yet: the
-    text to file is in C{docs/twisted.md}.
+  - L{twisted_caps._twisted.shared_accept}: a socket shared by worker
+    processes wakes one waiting worker per connection (C{EPOLLEXCLUSIVE}).
+    Reads the epoll reactor's C{_poller}, C{_reads} and C{_writes}.
+    Fallback: any other reactor, or a kernel without the flag, keeps
+    Twisted's registration, which wakes every waiting worker. No upstream
+    ticket yet: the text to file is in C{docs/twisted.md}.
   - L{twisted_caps._twisted.accept_errors}: counts the clients a listening
     port closes for lack of file descriptors as C{open-files} refusals and
     logs them in one summary line a second. Replaces C{tcp.Port._logger},
