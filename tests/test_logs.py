@@ -228,6 +228,20 @@ class BatchedFileLogObserverTests(SynchronousTestCase):
         self.assertEqual((self.out.writes, self.out.flushes), (["one\ntwo\n"], 1))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_with_a_delay_lines_of_several_turns_are_one_write(self) -> None:
+        """A worker's lines wait up to the delay for the ones after them."""
+        observer = BatchedFileLogObserver(
+            self.out, lambda e: f"{e['log_text']}\n", self.clock, 0.05
+        )
+        observer(info("one"))
+        self.clock.advance(0)
+        observer(info("two"))
+        self.clock.advance(0.04)
+        self.assertEqual(self.out.writes, [])
+        self.clock.advance(0.01)
+        self.assertEqual((self.out.writes, self.out.flushes), (["one\ntwo\n"], 1))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_a_warning_is_written_at_once_with_every_line_before_it(self) -> None:
         """What a crash can lose is info lines: a warning or an error goes out when emitted."""
         self.observer(info("one"))

@@ -11,7 +11,8 @@ them together at the end of it, at once for warnings and errors, and at
 once when the reactor is not running (start-up, shut-down).
 
 What a crash can lose: the info lines of the reactor turn it happens in,
-when the process dies without unwinding (SIGKILL, a crash in C code). A
+when the process dies without unwinding (SIGKILL, a crash in C code); for
+a C{--workers} process, those of the last L{WORKER_DELAY} seconds. A
 warning or an error is written when it is emitted, with every line before
 it; a normal stop (SIGTERM, SIGINT, the reactor stopping) writes them all.
 
@@ -58,6 +59,10 @@ LOG_FILE_MODE = 0o640
 URGENT = frozenset({LogLevel.warn, LogLevel.error, LogLevel.critical})
 #: Pending bytes that make the observer write before the turn ends.
 MAX_PENDING = 64 * 1024
+#: Seconds a worker's info lines wait for more before going to its parent:
+#: a worker handles a few connections per reactor turn, and the parent
+#: wakes for every write.
+WORKER_DELAY = 0.05
 
 
 class TextFile(Protocol):
@@ -102,6 +107,10 @@ class BatchedFileLogObserver:
 
     @ivar out_file: where lines go; flushed after every batch.
     @ivar format_event: an event's text (with its newline), or None to skip.
+    @ivar delay: seconds an info line may wait for the lines after it;
+        0 for the end of the reactor turn. A worker, whose lines go through
+        a pipe to its parent, waits longer: a write per reactor turn there
+        is a wake-up of the parent per connection.
 
     It is made in the thread that runs C{reactor} (as C{twistd} makes its
     observer); an event from another thread is written at once.
@@ -112,9 +121,11 @@ class BatchedFileLogObserver:
         out_file: TextFile,
         format_event: Callable[[LogEvent], str | None],
         reactor: Any,
+        delay: float = 0.0,
     ) -> None:
         self.out_file = out_file
         self.format_event = format_event
+        self.delay = delay
         self._reactor = reactor
         self._pending: list[str] = []
         self._pending_size = 0
@@ -133,7 +144,7 @@ class BatchedFileLogObserver:
         if now or self._pending_size >= MAX_PENDING:
             self.flush()
         elif self._flush_call is None:
-            self._flush_call = self._reactor.callLater(0, self.flush)
+            self._flush_call = self._reactor.callLater(self.delay, self.flush)
 
     def flush(self) -> None:
         """Write and flush every pending line."""
