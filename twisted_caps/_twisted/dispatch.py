@@ -12,8 +12,10 @@ on request/response. New-style C{twisted.logger} events, which is all caps
 emits, never read that context.
 
 So, for the commonest event, a plain read on a C{tcp.Server}, this calls
-C{doRead} directly and enters the context only if it raises, to log the
-error with the transport's prefix as Twisted does. Every other event
+C{doRead} (and, when the read ends the connection, the reactor's
+disconnect, which runs the protocol's C{readConnectionLost} or
+C{connectionLost}) directly and enters the context only if one raises, to
+log the error with the transport's prefix as Twisted does. Every other event
 (writes, hang-ups, errors, listening ports, other transports) goes through
 the reactor's own path. It replaces C{doIteration} on one
 C{EPollReactor} instance, reads the reactor's private C{_poller} and
@@ -76,6 +78,8 @@ def _poll(reactor: Any, timeout: float | None) -> None:
             why, from_read = error, False
             log.callWithLogger(selectable, log.err)
         if why:
-            # Closing runs protocol code too: inside the context, as Twisted does.
-            disconnect = reactor._disconnectSelectable
-            log.callWithLogger(selectable, disconnect, selectable, why, from_read)
+            # Closing runs protocol code too: the context only if it fails.
+            try:
+                reactor._disconnectSelectable(selectable, why, from_read)
+            except BaseException:
+                log.callWithLogger(selectable, log.err)
