@@ -189,15 +189,22 @@ def classic_text(format_time: Callable[[float | None], str]) -> Callable[[LogEve
     its format again; any other event is Twisted's to format.
     """
 
+    # The "[namespace#level]" of each pair seen: a few, made once each.
+    systems: dict[tuple[object, object], str] = {}
+
     def format_event(event: LogEvent) -> str | None:
         text = _formatted_text(event)
         if not text or "log_failure" in event or "log_system" in event:
             return formatEventAsClassicLogText(event, formatTime=format_time)
-        level = event.get("log_level")
-        namespace = event.get("log_namespace", "-")
-        system = f"{namespace}#{level.name if level is not None else '-'}"
-        text = text.replace("\n", "\n\t")
-        return f"{format_time(event.get('log_time'))} [{system}] {text}\n"
+        key = (event.get("log_namespace", "-"), event.get("log_level"))
+        system = systems.get(key)
+        if system is None:
+            namespace, level = key
+            level_name = level.name if level is not None else "-"
+            system = systems[key] = f"[{namespace}#{level_name}]"
+        if "\n" in text:
+            text = text.replace("\n", "\n\t")
+        return f"{format_time(event.get('log_time'))} {system} {text}\n"
 
     return format_event
 

@@ -29,8 +29,10 @@ from typing import Any
 from twisted.internet import abstract, main, tcp, udp
 from twisted.python.failure import Failure
 
-#: The transport's private parts L{send_now} reads.
-_USED = ("socket", "dataBuffer", "offset", "_tempDataLen", "_writeDisconnecting")
+#: The transport's parts L{send_now} reads that its class has, looked up
+#: once (it also reads C{socket} and C{_tempDataLen}, which each instance gets).
+_USED_FROM_CLASS = ("dataBuffer", "offset", "_writeDisconnecting")
+_SERVER_HAS_THEM = all(hasattr(tcp.Server, name) for name in _USED_FROM_CLASS)
 #: The reason given for a close, made once as Twisted's reactor makes its own.
 _CONNECTION_DONE = Failure(main.CONNECTION_DONE)
 
@@ -40,7 +42,10 @@ def supports_immediate_send(transport: object) -> bool:
     Whether L{send_now} may be used on C{transport}: a C{tcp.Server} with the
     attributes it reads (a Twisted without them keeps the plain C{write}).
     """
-    return type(transport) is tcp.Server and all(hasattr(transport, name) for name in _USED)
+    if type(transport) is not tcp.Server or not _SERVER_HAS_THEM:
+        return False
+    instance = vars(transport)
+    return "socket" in instance and "_tempDataLen" in instance
 
 
 def _nothing_queued(transport: Any) -> bool:
