@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from twisted_caps._twisted.immediate import (
     lose_connection_now,
-    send_now,
+    send_at_once,
     supports_immediate_send,
     unsent_bytes,
 )
@@ -74,8 +74,12 @@ class CapsStreamProtocol(Protocol):
     and passes pause and resume on to the transport's reading: when a client
     sends faster than it reads and the outgoing buffer fills, Twisted stops
     reading from that client until the buffer drains, so memory stays
-    bounded and nothing is dropped. When the client half-closes, the
-    remaining replies are written and then the connection is closed.
+    bounded and nothing is dropped. On a plain TCP connection, where replies
+    go to the kernel at once, it registers at the first reply the kernel
+    does not take whole (before handing the rest to the buffer): a
+    connection whose replies never wait has nothing to register and
+    unregister. When the client half-closes, the remaining replies are
+    written and then the connection is closed.
     """
 
     transport: ITransport
@@ -87,6 +91,7 @@ class CapsStreamProtocol(Protocol):
         "_discarding",
         "_immediate",
         "_input_seen",
+        "_producing",
         "_unsent",
         "bytes_in",
         "bytes_out",
@@ -104,6 +109,7 @@ class CapsStreamProtocol(Protocol):
         self._abort_call: IDelayedCall | None = None
         self._discarding = False
         self._immediate = False
+        self._producing = False
         # Made at the first non-ASCII chunk: an ASCII stream never needs one,
         # and an idle connection is smaller without it.
         self._capitalizer: StreamCapitalizer | None = None
@@ -127,7 +133,13 @@ class CapsStreamProtocol(Protocol):
         self._admitted = True
         self._immediate = supports_immediate_send(self.transport)
         self.opened_at = self.last_progress_at = self.factory.clock.seconds()
+        if not self._immediate:
+            self._produce()
+
+    def _produce(self) -> None:
+        """Register as the transport's producer, so a full buffer pauses reading."""
         IConsumer(self.transport).registerProducer(self, True)
+        self._producing = True
 
     def pauseProducing(self) -> None:
         """The transport's write buffer is full: count it and stop reading."""
@@ -170,9 +182,14 @@ class CapsStreamProtocol(Protocol):
         self.bytes_out += size
         self.factory.bytes_sent += size
         if self._immediate:
-            send_now(self.transport, reply)
-        else:
-            self.transport.write(reply)
+            reply = send_at_once(self.transport, reply)
+            if not reply:
+                return
+            # Before the write, whose flow control looks for a producer;
+            # never again once closing, which unregistered it.
+            if not self._producing and self.close_reason is None:
+                self._produce()
+        self.transport.write(reply)
 
     def readConnectionLost(self) -> None:
         """The client sent its last byte: flush, answer, then close."""
@@ -246,17 +263,23 @@ class CapsStreamProtocol(Protocol):
             self.close_reason = reason
         # A transport with a paused producer registered never closes, so
         # unregister it before asking for the close.
-        IConsumer(self.transport).unregisterProducer()
+        if self._producing:
+            IConsumer(self.transport).unregisterProducer()
+            self._producing = False
+        if not grace:
+            if self._immediate:
+                lose_connection_now(self.transport)
+            else:
+                self.transport.loseConnection()
+            return
         lose_write_connection = own_half_close(self.transport)
-        if not grace and self._immediate:
-            lose_connection_now(self.transport)
-        elif not grace or lose_write_connection is None:
+        if lose_write_connection is None:
             self.transport.loseConnection()
         elif not self._discarding:
             self._discarding = True
             lose_write_connection()
             IPushProducer(self.transport).resumeProducing()
-        if grace and self._abort_call is None:
+        if self._abort_call is None:
             # The grace period bounds this close; without one, the idle
             # sweep goes on watching the replies' progress.
             self._abort_call = self.factory.clock.callLater(

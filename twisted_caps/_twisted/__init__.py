@@ -12,7 +12,7 @@ Twisted without it, and the upstream ticket that would retire it.
   - L{twisted_caps._twisted.immediate}: sends at once when nothing is
     queued, and measures the replies a connection has not sent yet (the
     idle timer's view of output progress).
-    L{send_now<twisted_caps._twisted.immediate.send_now>} reads
+    L{send_at_once<twisted_caps._twisted.immediate.send_at_once>} reads
     C{tcp.Server}'s C{socket}, C{dataBuffer}, C{offset}, C{_tempDataLen}
     and C{_writeDisconnecting};
     L{unsent_bytes<twisted_caps._twisted.immediate.unsent_bytes>} reads

@@ -72,30 +72,29 @@ def lose_connection_now(transport: Any) -> None:
     C{readConnectionLost}, a timer), or after the whole reply was sent.
     """
     if _nothing_queued(transport):
-        transport.stopReading()
-        transport.stopWriting()
+        # Which stops reading and writing first, as the reactor's close does.
         transport.connectionLost(_CONNECTION_DONE)
     else:
         transport.loseConnection()
 
 
-def send_now(transport: Any, data: bytes) -> None:
+def send_at_once(transport: Any, data: bytes) -> bytes:
     """
-    Write C{data} on a C{tcp.Server}, sending at once if nothing is queued.
+    Send as much of C{data} on a C{tcp.Server} as the kernel takes now, if
+    nothing is queued; return the rest, for the caller to hand to the
+    transport's C{write}.
 
     Any error from C{send} (a full socket buffer, a reset, a closed pipe)
     leaves the bytes to C{write}, whose own attempt meets the same
     condition and handles it as Twisted always does.
     """
-    if _nothing_queued(transport):
-        try:
-            sent = transport.socket.send(data)
-        except OSError:
-            sent = 0
-        if sent == len(data):
-            return
-        data = data[sent:]
-    transport.write(data)
+    if not _nothing_queued(transport):
+        return data
+    try:
+        sent: int = transport.socket.send(data)
+    except OSError:
+        return data
+    return data[sent:]
 
 
 def unsent_bytes(transport: object) -> int | None:
