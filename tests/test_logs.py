@@ -314,7 +314,7 @@ class EmitTextTests(SynchronousTestCase):
         mine, twisteds = (
             Logger("caps.test", source, cast(Any, events.append)) for events in (ours, theirs)
         )
-        emit_text(mine, LogLevel.info, "{peer} left", "::1 left", peer="::1")
+        emit_text(mine, LogLevel.info, "{peer} left", "::1 left", {"peer": "::1"})
         twisteds.info("{peer} left", peer="::1")
         [event] = ours
         self.assertEqual(event.pop("log_text"), formatEvent(theirs[0]))

@@ -75,10 +75,13 @@ class TextFile(Protocol):
         """Hand what was written to the operating system."""
 
 
-def emit_text(logger: Logger, level: LogLevel, format: str, text: str, **fields: object) -> None:
+def emit_text(
+    logger: Logger, level: LogLevel, format: str, text: str, fields: dict[str, object]
+) -> None:
     """
     Emit the event C{logger.emit(level, format, **fields)} would, carrying
-    its text, already formatted, as C{log_text}.
+    its text, already formatted, as C{log_text}; C{fields}, a new dict, is
+    completed into the event (one dict per event, not two).
 
     Every observer still sees the same format and fields; the ones here
     write C{log_text} instead of parsing the format again. And
@@ -86,18 +89,14 @@ def emit_text(logger: Logger, level: LogLevel, format: str, text: str, **fields:
     and sorting every level, about 3 microseconds per event, a tenth of
     what a closing connection costs: C{level} here is one of the constants.
     """
-    logger.observer(
-        {
-            **fields,
-            "log_logger": logger,
-            "log_level": level,
-            "log_namespace": logger.namespace,
-            "log_source": logger.source,
-            "log_format": format,
-            "log_text": text,
-            "log_time": time.time(),
-        }
-    )
+    fields["log_logger"] = logger
+    fields["log_level"] = level
+    fields["log_namespace"] = logger.namespace
+    fields["log_source"] = logger.source
+    fields["log_format"] = format
+    fields["log_text"] = text
+    fields["log_time"] = time.time()
+    logger.observer(fields)
 
 
 @implementer(ILogObserver)

@@ -427,20 +427,18 @@ class CapsStreamFactory(Factory):
         """Forget a closed connection that L{admit} let in, and log its close."""
         peer = protocol.peer or "local"
         duration = self.clock.seconds() - protocol.opened_at
+        bytes_in, bytes_out, reason = protocol.bytes_in, protocol.bytes_out, protocol.close_reason
+        fields: dict[str, object] = {
+            "peer": peer,
+            "duration": duration,
+            "bytes_in": bytes_in,
+            "bytes_out": bytes_out,
+            "reason": reason,
+        }
         # The text is formatted here, with %, and carried in the event:
         # formatting the fields through the format string costs twice as much.
-        emit_text(
-            self.log,
-            LogLevel.info,
-            CLOSE_FORMAT,
-            CLOSE_LINE
-            % (peer, duration, protocol.bytes_in, protocol.bytes_out, protocol.close_reason),
-            peer=peer,
-            duration=duration,
-            bytes_in=protocol.bytes_in,
-            bytes_out=protocol.bytes_out,
-            reason=protocol.close_reason,
-        )
+        text = CLOSE_LINE % (peer, duration, bytes_in, bytes_out, reason)
+        emit_text(self.log, LogLevel.info, CLOSE_FORMAT, text, fields)
         self.connections.discard(protocol)
         self.limits.release(protocol.peer)
         if self.connections:

@@ -104,9 +104,8 @@ class WorkerProtocol(ProcessProtocol):
             self.serving.callback(True)
         text = line.decode("utf-8", "replace")
         relayed = f"caps worker {self.pid}: {text}"
-        emit_text(
-            self.log, LogLevel.info, "caps worker {pid}: {line}", relayed, pid=self.pid, line=text
-        )
+        fields: dict[str, object] = {"pid": self.pid, "line": text}
+        emit_text(self.log, LogLevel.info, "caps worker {pid}: {line}", relayed, fields)
 
     def processEnded(self, reason: Failure) -> None:
         for fd, rest in self._buffers.items():
