@@ -5,6 +5,7 @@ and setuptools' default editable install does not provide one.
 """
 
 import os
+import shutil
 import subprocess
 import venv
 import zipfile
@@ -29,7 +30,7 @@ class InstalledPluginTests(TestCase):
         self.environment = Path(self.mktemp()).resolve()
         venv.create(self.environment, with_pip=True)
 
-    def pip(self, *argv: str) -> str:
+    def pip(self, *argv: str, project: Path = PROJECT) -> str:
         done = subprocess.run(
             [
                 str(self.environment / "bin" / "python"),
@@ -41,7 +42,7 @@ class InstalledPluginTests(TestCase):
             ],
             capture_output=True,
             timeout=600,
-            cwd=PROJECT,
+            cwd=project,
             env=ISOLATED,
         )
         if done.returncode:
@@ -113,6 +114,14 @@ class InstalledPluginTests(TestCase):
         self.assertUninstallRemovesThePlugin()
 
     def test_strict_editable_install(self) -> None:
-        self.pip("install", "-e", ".", "--config-settings", "editable_mode=strict")
+        """
+        From a copy of the sources: a strict editable install rebuilds
+        C{build/__editable__...} where it runs, and the checkout's own
+        editable install imports from there, under tests running alongside.
+        """
+        copy = Path(self.mktemp()).resolve()
+        skipped = (".venv*", "build", ".git", "*.egg-info", "__pycache__", "_trial_temp*")
+        shutil.copytree(PROJECT, copy, ignore=shutil.ignore_patterns(*skipped))
+        self.pip("install", "-e", ".", "--config-settings", "editable_mode=strict", project=copy)
         self.assertInstalledAndServing()
         self.assertUninstallRemovesThePlugin()

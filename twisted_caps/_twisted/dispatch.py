@@ -81,5 +81,7 @@ def _poll(reactor: Any, timeout: float | None) -> None:
             # Closing runs protocol code too: the context only if it fails.
             try:
                 reactor._disconnectSelectable(selectable, why, from_read)
+            except KeyboardInterrupt:
+                raise  # as callWithLogger does
             except BaseException:
                 log.callWithLogger(selectable, log.err)
