@@ -105,6 +105,7 @@ class CapsDaemon(MultiService):
         self.serving = serving
         serving.setServiceParent(self)
         self.host = host
+        self._reactor = reactor
         self.log_file: ReopenableLogFile | None = None
         self.signals = OperatorSignals(
             reactor, {RELOAD: self.reload, REOPEN_LOGS: self.reopen_logs, STATUS: self.status}
@@ -125,7 +126,7 @@ class CapsDaemon(MultiService):
             except OSError as error:
                 reason = error.strerror or str(error)
                 raise SystemExit(f"caps: --logfile {self.host.log_path}: {reason}") from None
-            parent.setComponent(ILogObserver, file_observer(self.log_file))
+            parent.setComponent(ILogObserver, file_observer(self.log_file, self._reactor))
 
     def privilegedStartService(self) -> None:
         self._hand_over_pidfile()

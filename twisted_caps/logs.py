@@ -1,18 +1,17 @@
 # -*- test-case-name: tests.test_logs -*-
 """
-Log observers that cost little per event: lines written once per reactor
-turn, timestamps formatted once per second.
+Log observers that cost little per event: lines written in batches,
+timestamps formatted once per second.
 
 Twisted's file observers format the time (three C{datetime} calls and a
 C{strftime}), write and flush for every event: about 40 microseconds per
 close line through C{twistd}, as much as the rest of a short connection.
-L{BatchedFileLogObserver} keeps the lines of one reactor turn and writes
-them together at the end of it, at once for warnings and errors, and at
+L{BatchedFileLogObserver} keeps info lines for at most L{LOG_DELAY}
+seconds and writes them together, at once for warnings and errors, and at
 once when the reactor is not running (start-up, shut-down).
 
-What a crash can lose: the info lines of the reactor turn it happens in,
-when the process dies without unwinding (SIGKILL, a crash in C code); for
-a C{--workers} process, those of the last L{WORKER_DELAY} seconds. A
+What a crash can lose: the info lines of the last L{LOG_DELAY} seconds,
+when the process dies without unwinding (SIGKILL, a crash in C code). A
 warning or an error is written when it is emitted, with every line before
 it; a normal stop (SIGTERM, SIGINT, the reactor stopping) writes them all.
 
@@ -38,7 +37,6 @@ from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
 from twisted.logger import (
-    FileLogObserver,
     ILogObserver,
     LogEvent,
     Logger,
@@ -47,7 +45,6 @@ from twisted.logger import (
     eventAsText,
     formatEventAsClassicLogText,
     formatTime,
-    textFileLogObserver,
     timeFormatRFC3339,
 )
 from zope.interface import implementer
@@ -59,10 +56,10 @@ LOG_FILE_MODE = 0o640
 URGENT = frozenset({LogLevel.warn, LogLevel.error, LogLevel.critical})
 #: Pending bytes that make the observer write before the turn ends.
 MAX_PENDING = 64 * 1024
-#: Seconds a worker's info lines wait for more before going to its parent:
-#: a worker handles a few connections per reactor turn, and the parent
-#: wakes for every write.
-WORKER_DELAY = 0.05
+#: Seconds an info line waits for more before the batch is written: a
+#: reactor turn closes a few connections, and a write per turn (a worker's
+#: to its parent, which wakes for every one) costs more than the lines.
+LOG_DELAY = 0.05
 
 
 class TextFile(Protocol):
@@ -107,9 +104,7 @@ class BatchedFileLogObserver:
     @ivar out_file: where lines go; flushed after every batch.
     @ivar format_event: an event's text (with its newline), or None to skip.
     @ivar delay: seconds an info line may wait for the lines after it;
-        0 for the end of the reactor turn. A worker, whose lines go through
-        a pipe to its parent, waits longer: a write per reactor turn there
-        is a wake-up of the parent per connection.
+        0 for the end of the reactor turn.
 
     It is made in the thread that runs C{reactor} (as C{twistd} makes its
     observer); an event from another thread is written at once.
@@ -236,12 +231,12 @@ def _reactor() -> Any:
 
 def text_observer() -> ILogObserver:
     """Write every event to standard output as Twisted's classic text line."""
-    return BatchedFileLogObserver(sys.stdout, classic_text(SecondClock()), _reactor())
+    return BatchedFileLogObserver(sys.stdout, classic_text(SecondClock()), _reactor(), LOG_DELAY)
 
 
 def json_observer() -> ILogObserver:
     """Write every event to standard output as one line of JSON."""
-    return BatchedFileLogObserver(sys.stdout, json_line, _reactor())
+    return BatchedFileLogObserver(sys.stdout, json_line, _reactor(), LOG_DELAY)
 
 
 def use_as_twistd_default(twistd_options: Any) -> None:
@@ -315,6 +310,6 @@ class ReopenableLogFile:
         old.close()
 
 
-def file_observer(log_file: ReopenableLogFile) -> FileLogObserver:
-    """twistd's text format, written to C{log_file}."""
-    return textFileLogObserver(log_file)  # type: ignore[arg-type]
+def file_observer(log_file: ReopenableLogFile, reactor: Any) -> ILogObserver:
+    """twistd's text format, written to C{log_file} in batches."""
+    return BatchedFileLogObserver(log_file, classic_text(SecondClock()), reactor, LOG_DELAY)

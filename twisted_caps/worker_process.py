@@ -37,7 +37,7 @@ from twisted.logger import Logger, globalLogBeginner
 from twisted.python.failure import Failure
 
 from twisted_caps.config import CapsConfig
-from twisted_caps.logs import WORKER_DELAY, BatchedFileLogObserver, plain_text
+from twisted_caps.logs import LOG_DELAY, BatchedFileLogObserver, plain_text
 from twisted_caps.service import CapsService, InheritedSocket
 from twisted_caps.signals import OperatorSignals
 
@@ -191,7 +191,7 @@ def main(argv: list[str]) -> None:
     from twisted.internet import reactor
 
     # Plain lines, written in batches, for the parent to stamp.
-    plain_lines = BatchedFileLogObserver(sys.stdout, plain_text, reactor, WORKER_DELAY)
+    plain_lines = BatchedFileLogObserver(sys.stdout, plain_text, reactor, LOG_DELAY)
     globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
     OperatorSignals(reactor, {}, stop_signals=(signal.SIGTERM,)).install()
     service = CapsService(config, reactor, sockets, fast_dispatch=True)
