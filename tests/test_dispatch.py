@@ -35,9 +35,13 @@ class Recorder(Protocol):
     def __init__(self) -> None:
         self.received = b""
         self.systems: list[str] = []
+        self.made_under = ""
         self.read_closed: Deferred[None] = Deferred()
         self.lost: Deferred[None] = Deferred()
         self.reason: Failure | None = None
+
+    def connectionMade(self) -> None:
+        self.made_under = context.get(log.ILogContext)["system"]
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
@@ -165,6 +169,11 @@ class LoopbackTests(TestCase):
         self.assertTrue(server.reason.check(ConnectionDone))
         self.assertEqual(server.received, b"hello")
         self.assertEqual(server.systems, ["-", "-"])
+
+    async def test_accepting_skips_the_log_context(self) -> None:
+        """The listening port's read, which accepts and builds the protocol, runs outside it."""
+        server = await self._connected()
+        self.assertEqual(server.made_under, "-")
 
     async def test_an_error_is_logged_with_the_transports_prefix(self) -> None:
         Recorder.fail_on = b"boom"

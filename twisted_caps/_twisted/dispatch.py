@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_dispatch -*-
 """
-Dispatch a TCP connection's read events without Twisted's log-context
-wrappers.
+Dispatch the read events of TCP connections and listening ports without
+Twisted's log-context wrappers.
 
 For every event, the epoll reactor calls C{log.callWithLogger}, which asks
 the transport for its log prefix and pushes it on the legacy logging
@@ -11,13 +11,13 @@ C{log.msg} made while handling the event is tagged with it. That costs
 on request/response. New-style C{twisted.logger} events, which is all caps
 emits, never read that context.
 
-So, for the commonest event, a plain read on a C{tcp.Server}, this calls
-C{doRead} (and, when the read ends the connection, the reactor's
-disconnect, which runs the protocol's C{readConnectionLost} or
-C{connectionLost}) directly and enters the context only if one raises, to
-log the error with the transport's prefix as Twisted does. Every other event
-(writes, hang-ups, errors, listening ports, other transports) goes through
-the reactor's own path. It replaces C{doIteration} on one
+So, for the commonest events, a plain read on a C{tcp.Server} or a
+C{tcp.Port} (a connection to accept), this calls C{doRead} (and, when the
+read ends the connection, the reactor's disconnect, which runs the
+protocol's C{readConnectionLost} or C{connectionLost}) directly and enters
+the context only if one raises, to log the error with the transport's
+prefix as Twisted does. Every other event (writes, hang-ups, errors, other
+transports) goes through the reactor's own path. It replaces C{doIteration} on one
 C{EPollReactor} instance, reads the reactor's private C{_poller} and
 C{_selectables}, and is undone by the function L{install} returns. The
 change to propose upstream: set the log context only when handling an
@@ -33,6 +33,8 @@ from twisted.internet import tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
+#: The classes whose plain reads skip the context.
+_FAST = (tcp.Server, tcp.Port)
 #: The reactor's private parts this reads; a Twisted without them is left alone.
 _USED = ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
 
@@ -59,7 +61,7 @@ def install(reactor: object) -> Callable[[], None] | None:
 
 
 def _poll(reactor: Any, timeout: float | None) -> None:
-    """C{EPollReactor.doPoll}, reading C{tcp.Server}s without the log context."""
+    """C{EPollReactor.doPoll}, reading TCP connections and ports without the log context."""
     events = reactor._poller.poll(-1 if timeout is None else timeout, len(reactor._selectables))
     selectables = reactor._selectables
     dispatch = reactor._doReadOrWrite
@@ -67,7 +69,7 @@ def _poll(reactor: Any, timeout: float | None) -> None:
         selectable = selectables.get(fd)
         if selectable is None:
             continue
-        if event != EPOLLIN or selectable.__class__ is not tcp.Server or selectable.fileno() == -1:
+        if event != EPOLLIN or selectable.__class__ not in _FAST or selectable.fileno() == -1:
             log.callWithLogger(selectable, dispatch, selectable, fd, event)
             continue
         why: object
