@@ -99,15 +99,15 @@ def emit_text(
 @implementer(ILogObserver)
 class BatchedFileLogObserver:
     """
-    Write each event as C{format_event} renders it, once per reactor turn.
+    Write each event as C{format_event} renders it, in batches.
+
+    It is made in the thread that runs C{reactor} (as C{twistd} makes its
+    observer); an event from another thread is written at once.
 
     @ivar out_file: where lines go; flushed after every batch.
     @ivar format_event: an event's text (with its newline), or None to skip.
     @ivar delay: seconds an info line may wait for the lines after it;
         0 for the end of the reactor turn.
-
-    It is made in the thread that runs C{reactor} (as C{twistd} makes its
-    observer); an event from another thread is written at once.
     """
 
     def __init__(
