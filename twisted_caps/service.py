@@ -24,6 +24,7 @@ from twisted.web.server import Site
 from twisted_caps import endpoint_strings
 from twisted_caps._twisted import dispatch
 from twisted_caps._twisted.accept_errors import summarize_accept_errors
+from twisted_caps._twisted.lean_server import use_lean_server
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_one_waiter
 from twisted_caps.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
@@ -290,6 +291,7 @@ class CapsService(Service):
         with _opening(f"TCP {listener.description}", number is not None):
             port = _synchronous_result(listener.endpoint(self._reactor).listen(self.stream_factory))
         summarize_accept_errors(port, self.stream_factory, self._reactor)
+        use_lean_server(port)
         return port
 
     def _listen_udp(self, listener: UdpListener, number: int | None) -> IListeningPort:
@@ -322,6 +324,7 @@ class CapsService(Service):
         if inherited.kind == "TCP":
             port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
             summarize_accept_errors(port, self.stream_factory, self._reactor)
+            use_lean_server(port)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
             port = self._reactor.adoptDatagramPort(fd, family, protocol, DATAGRAM_READ_SIZE)

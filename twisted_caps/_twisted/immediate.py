@@ -29,20 +29,25 @@ from typing import Any
 from twisted.internet import abstract, main, tcp, udp
 from twisted.python.failure import Failure
 
-#: The transport's parts L{send_now} reads that its class has, looked up
+from twisted_caps._twisted.lean_server import LeanServer
+
+#: The transport's parts L{send_at_once} reads that its class has, looked up
 #: once (it also reads C{socket} and C{_tempDataLen}, which each instance gets).
 _USED_FROM_CLASS = ("dataBuffer", "offset", "_writeDisconnecting")
 _SERVER_HAS_THEM = all(hasattr(tcp.Server, name) for name in _USED_FROM_CLASS)
+#: The transports of accepted TCP connections, Twisted's and the lean one.
+SERVERS = (tcp.Server, LeanServer)
 #: The reason given for a close, made once as Twisted's reactor makes its own.
 _CONNECTION_DONE = Failure(main.CONNECTION_DONE)
 
 
 def supports_immediate_send(transport: object) -> bool:
     """
-    Whether L{send_now} may be used on C{transport}: a C{tcp.Server} with the
-    attributes it reads (a Twisted without them keeps the plain C{write}).
+    Whether L{send_at_once} may be used on C{transport}: a C{tcp.Server}
+    (or L{LeanServer}) with the attributes it reads (a Twisted without them
+    keeps the plain C{write}).
     """
-    if type(transport) is not tcp.Server or not _SERVER_HAS_THEM:
+    if type(transport) not in SERVERS or not _SERVER_HAS_THEM:
         return False
     instance = vars(transport)
     return "socket" in instance and "_tempDataLen" in instance

@@ -1,0 +1,82 @@
+"""Tests for L{twisted_caps._twisted.lean_server}, over loopback in the test's reactor."""
+
+import os
+import shutil
+import socket
+import tempfile
+from typing import Any, cast
+
+from twisted.internet import reactor, tcp
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IReactorTCP, IReactorUNIX
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.trial.unittest import TestCase
+
+from tests.servers import KeptProtocols, eventually, port_of, start_in_reactor
+from twisted_caps._twisted.lean_server import LeanServer, use_lean_server
+
+
+class LeanServerTests(TestCase):
+    async def served(self, lean: bool) -> tuple[Any, int]:
+        """A connection accepted by a plain listening port, lean or not: its transport, its port."""
+        factory = KeptProtocols(Protocol)
+        port = cast(IReactorTCP, reactor).listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        if lean:
+            self.assertTrue(use_lean_server(port))
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        client = socket.create_connection(("127.0.0.1", number))
+        self.addCleanup(client.close)
+        await eventually(lambda: factory.built)
+        transport = factory.built[0].transport
+        self.addCleanup(cast(Any, transport).abortConnection)
+        return transport, number
+
+    async def test_prefix_and_repr_are_twisteds_made_when_asked(self) -> None:
+        """The lean transport logs and prints as Twisted's own, and stores neither string."""
+        twisteds, _ = await self.served(lean=False)
+        lean, number = await self.served(lean=True)
+        self.assertIs(type(lean), LeanServer)
+        self.assertIs(type(twisteds), tcp.Server)
+        self.assertEqual(lean.logPrefix(), f"Protocol,{lean.sessionno},127.0.0.1")
+        self.assertEqual(twisteds.logPrefix(), f"Protocol,{twisteds.sessionno},127.0.0.1")
+        self.assertEqual(repr(lean), f"<Protocol #{lean.sessionno} on {number}>")
+        self.assertNotIn("logstr", vars(lean))
+        self.assertNotIn("repstr", vars(lean))
+        self.assertIn("logstr", vars(twisteds))
+
+    async def test_a_closed_connection_still_has_a_prefix_and_a_repr(self) -> None:
+        """Twisted drops the protocol at close: what names it falls back, nothing raises."""
+        lean, number = await self.served(lean=True)
+        lean.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(lean.logPrefix(), f"-,{lean.sessionno},127.0.0.1")
+        self.assertEqual(repr(lean), f"<closed #{lean.sessionno} on {number}>")
+
+    async def test_the_daemons_tcp_connections_are_lean(self) -> None:
+        """The service's TCP listeners build lean transports that answer as before."""
+        service = start_in_reactor(self, "--no-udp")
+        client = socket.create_connection(("127.0.0.1", port_of(service, "TCP")))
+        self.addCleanup(client.close)
+        client.sendall(b"lean")
+        await eventually(lambda: service.stream_factory.connections)
+        [protocol] = service.stream_factory.connections
+        self.assertIs(type(protocol.transport), LeanServer)
+        await eventually(lambda: protocol.bytes_out == 4)
+
+    def test_other_ports_keep_their_transport(self) -> None:
+        """A UNIX port, or a port already building something else, is left alone."""
+        scratch = tempfile.mkdtemp(prefix="caps-lean-")
+        self.addCleanup(shutil.rmtree, scratch)
+        unix_port = cast(IReactorUNIX, reactor).listenUNIX(
+            os.path.join(scratch, "socket"), KeptProtocols(Protocol)
+        )
+        self.addCleanup(unix_port.stopListening)
+        self.assertFalse(use_lean_server(unix_port))
+        tcp_port = cast(IReactorTCP, reactor).listenTCP(
+            0, KeptProtocols(Protocol), interface="127.0.0.1"
+        )
+        self.addCleanup(tcp_port.stopListening)
+        cast(Any, tcp_port).transport = tcp.Server
+        self.assertTrue(use_lean_server(tcp_port))
+        self.assertFalse(use_lean_server(tcp_port))
