@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from twisted_caps._twisted.immediate import (
+    SERVERS,
     lose_connection_now,
     send_at_once,
     supports_immediate_send,
@@ -126,7 +127,7 @@ class CapsStreamProtocol(Protocol):
     def connectionMade(self) -> None:
         # The peer is read here, not in buildProtocol: behind a haproxy:
         # endpoint it is the PROXY header's client, known only by now.
-        self.peer = peer_host(self.transport.getPeer())
+        self.peer = client_host(self.transport)
         if not self.factory.admit(self):
             self.transport.loseConnection()
             return
@@ -479,6 +480,19 @@ def own_half_close(transport: object) -> Callable[[], None] | None:
         return None
     half_close: Callable[[], None] = transport.loseWriteConnection  # type: ignore[attr-defined]
     return half_close
+
+
+def client_host(transport: object) -> str | None:
+    """
+    The client's IP address on C{transport}: an accepted TCP connection's
+    own C{client} tuple, with no address object built for it, or
+    L{peer_host} of C{getPeer()} for any other transport (a PROXY-protocol
+    wrapper's is the header's client).
+    """
+    if type(transport) in SERVERS:
+        host: str = transport.client[0]  # type: ignore[attr-defined]
+        return host
+    return peer_host(transport.getPeer())  # type: ignore[attr-defined]
 
 
 def peer_host(address: Any) -> str | None:
