@@ -10,11 +10,27 @@ from twisted.internet import reactor, tcp
 from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReactorTCP, IReactorUNIX
 from twisted.internet.protocol import Protocol
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from tests.servers import KeptProtocols, eventually, port_of, start_in_reactor
-from twisted_caps._twisted.lean_server import LeanServer, use_lean_server
+from twisted_caps._twisted.lean_server import (
+    MAX_READ_SIZE,
+    READ_SIZE,
+    LeanServer,
+    use_lean_server,
+)
+
+
+class ChunkSizes(Protocol):
+    """Record the size of every chunk read, and answer nothing."""
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        self.sizes.append(len(data))
 
 
 class LeanServerTests(TestCase):
@@ -63,6 +79,31 @@ class LeanServerTests(TestCase):
         [protocol] = service.stream_factory.connections
         self.assertIs(type(protocol.transport), LeanServer)
         await eventually(lambda: protocol.bytes_out == 4)
+
+    async def test_reads_grow_while_the_client_streams_and_shrink_after(self) -> None:
+        """
+        4 MiB sent at once is read in chunks of up to 256 KiB, never more;
+        the first small read after it brings the read size back to 64 KiB.
+        """
+        factory = KeptProtocols(ChunkSizes)
+        port = cast(IReactorTCP, reactor).listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.assertTrue(use_lean_server(port))
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        client = socket.create_connection(("127.0.0.1", number))
+        self.addCleanup(client.close)
+        await eventually(lambda: factory.built)
+        [server] = factory.built
+        self.addCleanup(cast(Any, server.transport).abortConnection)
+        payload = b"x" * (4 * 1024 * 1024)
+        await deferToThread(client.sendall, payload)
+        await eventually(lambda: sum(server.sizes) == len(payload))
+        self.assertGreater(max(server.sizes), READ_SIZE)
+        self.assertLessEqual(max(server.sizes), MAX_READ_SIZE)
+        self.assertEqual(cast(Any, server.transport).read_size, MAX_READ_SIZE)
+        client.sendall(b"small")
+        await eventually(lambda: sum(server.sizes) == len(payload) + 5)
+        self.assertEqual(cast(Any, server.transport).read_size, READ_SIZE)
 
     def test_other_ports_keep_their_transport(self) -> None:
         """A UNIX port, or a port already building something else, is left alone."""

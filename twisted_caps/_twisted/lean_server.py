@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.test_lean_server -*-
 """
 Accept TCP connections into a transport that makes its log prefix and its
-C{repr} when they are asked for, not at every accept.
+C{repr} when they are asked for, not at every accept, and reads more at a
+time from a client that streams.
 
 C{tcp.Server}'s constructor formats two strings per connection, C{logstr}
 (the prefix of old-style log lines about it) and C{repstr} (its C{repr}):
@@ -14,17 +15,30 @@ listening C{tcp.Port} build it (the port's C{transport} attribute is the
 class it builds). A connection's prefix after it has closed (Twisted has
 removed its protocol by then) names no protocol.
 
+Twisted reads at most C{bufferSize} (64 KiB) per wake-up, which is also
+the size of the write buffer at which a producer is paused. A client that
+streams (C{cat big.txt | nc host 1200}) then costs a trip round the
+reactor, a C{dataReceived} and a C{send} per 64 KiB. L{LeanServer} asks
+for L{MAX_READ_SIZE} once a read fills what it asked for, and for 64 KiB
+again after a read shorter than that, so a request of a few bytes never
+allocates a large buffer, and the write buffer's bound stays 64 KiB (a
+paused connection holds at most that plus one read's replies). This
+overrides C{Connection.doRead} and calls its private C{_dataReceived}; a
+Twisted without it keeps Twisted's reads.
+
 It reads C{Port._realPortNumber} for the C{repr}, as Twisted does. The
-change to propose upstream: compute C{logstr} and C{repr} lazily in
-C{tcp.Server} itself (no ticket yet). A port that is not exactly a
+changes to propose upstream: compute C{logstr} and C{repr} lazily in
+C{tcp.Server} itself, and let a transport's read size adapt (no ticket
+for either yet). A port that is not exactly a
 C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport; on a
 Twisted whose C{Server} no longer stores either string, the subclass
 changes nothing.
 """
 
+from errno import EAGAIN
 from typing import Any
 
-from twisted.internet import tcp
+from twisted.internet import main, tcp
 from twisted.internet.interfaces import ILoggingContext
 
 
@@ -36,8 +50,40 @@ def _log_prefix(protocol: object) -> str:
     return protocol.__class__.__name__
 
 
+#: What a read asks for at first, and after a short read: Twisted's own size.
+READ_SIZE = 65536
+#: What a read asks for while the reads before it came back full.
+MAX_READ_SIZE = 262144
+#: Whether this Twisted's connections hand what they read to C{_dataReceived}.
+_READS_THROUGH_DATA_RECEIVED = hasattr(tcp.Connection, "_dataReceived")
+
+
 class LeanServer(tcp.Server):
-    """A C{tcp.Server} whose C{logstr} and C{repstr} are made when read."""
+    """
+    A C{tcp.Server} whose C{logstr} and C{repstr} are made when read, and
+    whose reads grow to L{MAX_READ_SIZE} while the client streams.
+    """
+
+    #: What the next read asks for (an instance attribute only once it grew).
+    read_size = READ_SIZE
+
+    if _READS_THROUGH_DATA_RECEIVED:
+
+        def doRead(self) -> Any:
+            """C{Connection.doRead}, with a read size that follows the client."""
+            asked = self.read_size
+            try:
+                data = self.socket.recv(asked)
+            except OSError as error:
+                if error.args[0] == EAGAIN:
+                    return None
+                return main.CONNECTION_LOST
+            received = len(data)
+            if received == asked:
+                self.read_size = MAX_READ_SIZE
+            elif received < READ_SIZE and asked != READ_SIZE:
+                self.read_size = READ_SIZE
+            return self._dataReceived(data)
 
     @property
     def logstr(self) -> str:
