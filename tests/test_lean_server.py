@@ -33,6 +33,22 @@ class ChunkSizes(Protocol):
         self.sizes.append(len(data))
 
 
+class TripleEcho(Protocol):
+    """
+    Answer every chunk with three times its bytes (the most capitals can
+    grow), recording its size and the bytes queued in the transport before.
+    """
+
+    def __init__(self) -> None:
+        self.reads: list[tuple[int, int]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        transport: Any = self.transport
+        queued = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+        self.reads.append((len(data), queued))
+        transport.write(data * 3)
+
+
 class LeanServerTests(TestCase):
     async def served(self, lean: bool) -> tuple[Any, int]:
         """A connection accepted by a plain listening port, lean or not: its transport, its port."""
@@ -106,6 +122,29 @@ class LeanServerTests(TestCase):
         client.sendall(b"small")
         await eventually(lambda: sum(server.sizes) == len(payload) + 5)
         self.assertEqual(cast(Any, server.transport).read_size, READ_SIZE)
+
+    async def test_reads_stay_small_once_replies_wait_here(self) -> None:
+        """
+        For a client that stops reading, once its replies are queued in the
+        transport (the kernel's buffer is full), every read asks for 64 KiB:
+        a large read's replies never pile up behind them.
+        """
+        factory = KeptProtocols(TripleEcho)
+        port = cast(IReactorTCP, reactor).listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.assertTrue(use_lean_server(port))
+        number: int = port.getHost().port  # type: ignore[attr-defined]
+        client = socket.create_connection(("127.0.0.1", number))
+        self.addCleanup(client.close)
+        await eventually(lambda: factory.built)
+        [server] = factory.built
+        self.addCleanup(cast(Any, server.transport).abortConnection)
+        payload = b"x" * (8 * 1024 * 1024)
+        await deferToThread(client.sendall, payload)
+        await eventually(lambda: sum(size for size, _ in server.reads) == len(payload))
+        behind_queued = [size for size, queued in server.reads if queued]
+        self.assertTrue(behind_queued)
+        self.assertLessEqual(max(behind_queued), READ_SIZE)
 
     def test_other_ports_keep_their_transport(self) -> None:
         """A UNIX port, or a port already building something else, is left alone."""

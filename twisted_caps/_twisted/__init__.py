@@ -37,9 +37,11 @@ Twisted without it, and the upstream ticket that would retire it.
   - L{twisted_caps._twisted.lean_server}: accepted TCP connections whose
     log prefix and C{repr} are made when read, not at every accept (165
     bytes an idle connection keeps), and whose reads grow to 256 KiB while
-    the client streams. Sets a C{tcp.Port}'s C{transport} to a
-    C{tcp.Server} subclass, overrides C{Connection.doRead} and calls its
-    C{_dataReceived}, and reads C{Port._realPortNumber} for the C{repr}.
+    the client streams and the kernel has room for the replies. Sets a
+    C{tcp.Port}'s C{transport} to a C{tcp.Server} subclass, overrides
+    C{Connection.doRead}, calls its C{_dataReceived}, reads its write
+    buffer (C{dataBuffer}, C{offset}, C{_tempDataLen}), and reads
+    C{Port._realPortNumber} for the C{repr}.
     Fallback: any other port builds Twisted's transport; a Twisted without
     C{_dataReceived} keeps its 64 KiB reads. No upstream ticket yet: the
     text to file is in C{docs/twisted.md}.

@@ -19,12 +19,17 @@ Twisted reads at most C{bufferSize} (64 KiB) per wake-up, which is also
 the size of the write buffer at which a producer is paused. A client that
 streams (C{cat big.txt | nc host 1200}) then costs a trip round the
 reactor, a C{dataReceived} and a C{send} per 64 KiB. L{LeanServer} asks
-for L{MAX_READ_SIZE} once a read fills what it asked for, and for 64 KiB
-again after a read shorter than that, so a request of a few bytes never
-allocates a large buffer, and the write buffer's bound stays 64 KiB (a
-paused connection holds at most that plus one read's replies). This
-overrides C{Connection.doRead} and calls its private C{_dataReceived}; a
-Twisted without it keeps Twisted's reads.
+for L{MAX_READ_SIZE} after a read that filled what it asked for, if the
+replies to so large a read (three times its size at most, for the rare
+characters whose capitals are longer) would fit in the kernel's send
+buffer beside what is still unsent; and for 64 KiB again after a short
+read, or when they would not. So a request of a few bytes never
+allocates a large buffer, and a client that stops reading gets 64 KiB
+reads before its replies pile up here: what a paused connection holds
+stays the 64 KiB write buffer plus one 64 KiB read's replies. This
+overrides C{Connection.doRead}, calls its private C{_dataReceived} and
+reads its private write buffer; a Twisted without C{_dataReceived} keeps
+Twisted's reads.
 
 It reads C{Port._realPortNumber} for the C{repr}, as Twisted does. The
 changes to propose upstream: compute C{logstr} and C{repr} lazily in
@@ -35,6 +40,10 @@ Twisted whose C{Server} no longer stores either string, the subclass
 changes nothing.
 """
 
+import fcntl
+import socket
+import struct
+import termios
 from errno import EAGAIN
 from typing import Any
 
@@ -78,12 +87,30 @@ class LeanServer(tcp.Server):
                 if error.args[0] == EAGAIN:
                     return None
                 return main.CONNECTION_LOST
+            result = self._dataReceived(data)
             received = len(data)
-            if received == asked:
-                self.read_size = MAX_READ_SIZE
+            if received == asked and result is None and self.connected:
+                self.read_size = MAX_READ_SIZE if self._room_for_a_large_reply() else READ_SIZE
             elif received < READ_SIZE and asked != READ_SIZE:
                 self.read_size = READ_SIZE
-            return self._dataReceived(data)
+            return result
+
+    def _room_for_a_large_reply(self) -> bool:
+        """
+        Whether the replies to a read of L{MAX_READ_SIZE} (three times its
+        size at most) would fit in the kernel's send buffer beside what is
+        still unsent: so a large read is never queued here for a client
+        that has stopped reading.
+        """
+        if self._tempDataLen or self.offset < len(self.dataBuffer):
+            return False
+        try:
+            fd = self.socket.fileno()
+            unsent = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+            capacity = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
+        except (OSError, ValueError):
+            return False
+        return bool(unsent + 3 * MAX_READ_SIZE <= capacity)
 
     @property
     def logstr(self) -> str:
