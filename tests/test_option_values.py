@@ -66,6 +66,13 @@ class OneLineTests(SynchronousTestCase):
         self.assertEqual(quoted("x\n"), "'x\\n'")
         self.assertTrue(quoted("y" * 1000).endswith("... (1000 characters)"))
 
+    def test_a_short_text_with_a_long_repr_is_cut_too(self) -> None:
+        """Forty characters that take ten each to escape make a short line."""
+        shown = quoted("\U0010ffff" * 40)
+        self.assertTrue(shown.startswith("'\\U0010ffff\\U0010ffff"), shown)
+        self.assertTrue(shown.endswith("... (40 characters)"), shown)
+        self.assertLessEqual(len(shown), 42 + len("... (40 characters)"))
+
     @given(st.text())
     def test_any_text_is_a_number_or_one_usage_line(self, text: str) -> None:
         """No text makes the number parsers raise anything but a one-line usage error."""

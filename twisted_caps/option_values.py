@@ -42,11 +42,15 @@ def quoted(text: str) -> str:
     """
     C{text} as an error line shows it: Python's repr, which escapes control
     characters, newlines and undecodable bytes, cut to L{MAX_QUOTED}
-    characters so that a megabyte of input does not make a megabyte line.
+    characters so that a megabyte of input does not make a megabyte line
+    (the repr, not the text: one character can take ten to escape).
     """
+    shown = repr(text[:MAX_QUOTED])
+    if len(shown) > MAX_QUOTED + 2:
+        return shown[: MAX_QUOTED + 2] + f"... ({len(text)} characters)"
     if len(text) <= MAX_QUOTED:
-        return repr(text)
-    return repr(text[:MAX_QUOTED]) + f"... ({len(text)} characters)"
+        return shown
+    return shown + f"... ({len(text)} characters)"
 
 
 def whole_number(text: str, option: str, lowest: int, highest: int, meaning: str) -> int:
