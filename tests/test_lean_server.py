@@ -50,9 +50,14 @@ class TripleEcho(Protocol):
 
 
 class LeanServerTests(TestCase):
-    async def served(self, lean: bool) -> tuple[Any, int]:
-        """A connection accepted by a plain listening port, lean or not: its transport, its port."""
-        factory = KeptProtocols(Protocol)
+    async def connected(
+        self, lean: bool, protocol: type[Protocol] = Protocol
+    ) -> tuple[Any, socket.socket, int]:
+        """
+        A connection accepted by a plain listening port, lean or not: the
+        server's C{protocol}, the client's socket, the port.
+        """
+        factory = KeptProtocols(protocol)
         port = cast(IReactorTCP, reactor).listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         if lean:
@@ -61,9 +66,14 @@ class LeanServerTests(TestCase):
         client = socket.create_connection(("127.0.0.1", number))
         self.addCleanup(client.close)
         await eventually(lambda: factory.built)
-        transport = factory.built[0].transport
-        self.addCleanup(cast(Any, transport).abortConnection)
-        return transport, number
+        server = factory.built[0]
+        self.addCleanup(cast(Any, server.transport).abortConnection)
+        return server, client, number
+
+    async def served(self, lean: bool) -> tuple[Any, int]:
+        """A connection accepted by a plain listening port, lean or not: its transport, its port."""
+        server, _, number = await self.connected(lean)
+        return server.transport, number
 
     async def test_prefix_and_repr_are_twisteds_made_when_asked(self) -> None:
         """The lean transport logs and prints as Twisted's own, and stores neither string."""
@@ -101,16 +111,7 @@ class LeanServerTests(TestCase):
         4 MiB sent at once is read in chunks of up to 256 KiB, never more;
         a small read asked for 256 KiB brings the read size back to 64 KiB.
         """
-        factory = KeptProtocols(ChunkSizes)
-        port = cast(IReactorTCP, reactor).listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.assertTrue(use_lean_server(port))
-        number: int = port.getHost().port  # type: ignore[attr-defined]
-        client = socket.create_connection(("127.0.0.1", number))
-        self.addCleanup(client.close)
-        await eventually(lambda: factory.built)
-        [server] = factory.built
-        self.addCleanup(cast(Any, server.transport).abortConnection)
+        server, client, _ = await self.connected(True, ChunkSizes)
         payload = b"x" * (4 * 1024 * 1024)
         await deferToThread(client.sendall, payload)
         await eventually(lambda: sum(server.sizes) == len(payload))
@@ -129,16 +130,7 @@ class LeanServerTests(TestCase):
         transport (the kernel's buffer is full), every read asks for 64 KiB:
         a large read's replies never pile up behind them.
         """
-        factory = KeptProtocols(TripleEcho)
-        port = cast(IReactorTCP, reactor).listenTCP(0, factory, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        self.assertTrue(use_lean_server(port))
-        number: int = port.getHost().port  # type: ignore[attr-defined]
-        client = socket.create_connection(("127.0.0.1", number))
-        self.addCleanup(client.close)
-        await eventually(lambda: factory.built)
-        [server] = factory.built
-        self.addCleanup(cast(Any, server.transport).abortConnection)
+        server, client, _ = await self.connected(True, TripleEcho)
         payload = b"x" * (8 * 1024 * 1024)
         await deferToThread(client.sendall, payload)
         await eventually(lambda: sum(size for size, _ in server.reads) == len(payload))
