@@ -20,16 +20,13 @@ propose upstream: C{FileDescriptor.write} could try C{writeSomeData} when
 its buffer is empty.
 """
 
-import fcntl
-import struct
-import termios
 from collections.abc import Callable
 from typing import Any
 
 from twisted.internet import abstract, main, tcp, udp
 from twisted.python.failure import Failure
 
-from twisted_caps._twisted.lean_server import LeanServer
+from twisted_caps._twisted.lean_server import LeanServer, kernel_unsent
 
 #: The transport's parts L{send_at_once} reads that its class has, looked up
 #: once (it also reads C{socket} and C{_tempDataLen}, which each instance gets).
@@ -126,17 +123,7 @@ def unsent_bytes(transport: object) -> int | None:
     temporary: int | None = getattr(transport, "_tempDataLen", None)
     if queued is None or offset is None or temporary is None:
         return None
-    return len(queued) - offset + temporary + _kernel_unsent(transport)
-
-
-def _kernel_unsent(transport: abstract.FileDescriptor) -> int:
-    """The bytes in the socket's send queue (sent but unacknowledged, or unsent)."""
-    try:
-        answer = fcntl.ioctl(transport.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    except (OSError, ValueError):  # not a socket, closed, or no such request here
-        return 0
-    unsent: int = struct.unpack("i", answer)[0]
-    return unsent
+    return len(queued) - offset + temporary + (kernel_unsent(transport.fileno()) or 0)
 
 
 def datagram_sender(transport: object) -> Callable[[bytes, tuple[str, int]], object] | None:

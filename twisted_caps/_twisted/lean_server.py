@@ -59,6 +59,20 @@ def _log_prefix(protocol: object) -> str:
     return protocol.__class__.__name__
 
 
+def kernel_unsent(fd: int) -> int | None:
+    """
+    The bytes in socket C{fd}'s send queue, sent but unacknowledged or not
+    sent yet (C{SIOCOUTQ}, Linux; for a UNIX socket, the memory they take);
+    None where the kernel cannot tell (not a socket, closed, not Linux).
+    """
+    try:
+        answer = fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    unsent: int = struct.unpack("i", answer)[0]
+    return unsent
+
+
 #: What a read asks for at first, and after a short read: Twisted's own size.
 READ_SIZE = 65536
 #: What a read asks for while the reads before it came back full.
@@ -104,11 +118,12 @@ class LeanServer(tcp.Server):
         """
         if self._tempDataLen or self.offset < len(self.dataBuffer):
             return False
+        unsent = kernel_unsent(self.socket.fileno())
+        if unsent is None:
+            return False
         try:
-            fd = self.socket.fileno()
-            unsent = struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0]
             capacity = self.socket.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) // 2
-        except (OSError, ValueError):
+        except OSError:
             return False
         return bool(unsent + 3 * MAX_READ_SIZE <= capacity)
 
