@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.servers import RunningServer, pinned, tree_cpu_seconds, tree_rss_kib
-from twisted_caps.transform import capitalize
+from twisted_caps.core.transform import capitalize
 
 #: A 64-byte request, the size of a short line of text.
 MESSAGE = b"hello world, the quick brown fox jumps over the lazy dog 0123456\n"

@@ -8,7 +8,7 @@ import struct
 
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
-from twisted_caps.proxy_header import MAX_V2_LENGTH, V2_SIGNATURE, ProxyHeader
+from twisted_caps.core.proxy_header import MAX_V2_LENGTH, V2_SIGNATURE, ProxyHeader
 
 
 def v2(command: int, family: int, block: bytes = b"") -> bytes:

@@ -29,8 +29,8 @@ from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
-from twisted_caps.service import CapsService
-from twisted_caps.tap import Options
+from twisted_caps.operating.tap import Options
+from twisted_caps.serving.service import CapsService
 
 #: Set (as .ci/run does) to make a missing program fail its tests, not skip them.
 REQUIRE_TOOLS = os.environ.get("CAPS_REQUIRE_TOOLS") == "1"

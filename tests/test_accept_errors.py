@@ -14,8 +14,8 @@ from twisted_caps._twisted.accept_errors import (
     AcceptErrorSummary,
     summarize_accept_errors,
 )
-from twisted_caps.limits import OPEN_FILES
-from twisted_caps.stream import CapsStreamFactory
+from twisted_caps.core.limits import OPEN_FILES
+from twisted_caps.serving.stream import CapsStreamFactory
 
 
 def closed(host: str = "192.0.2.7") -> LogEvent:
@@ -28,7 +28,9 @@ class AcceptErrorSummaryTests(SynchronousTestCase):
         self.clock = Clock()
         self.factory = CapsStreamFactory(self.clock)
         self.forwarded: list[LogEvent] = []
-        self.summary = AcceptErrorSummary(self.factory, self.clock, self.forwarded.append)
+        self.summary = AcceptErrorSummary(
+            self.factory.count_lack_of_files, self.clock, self.forwarded.append
+        )
 
     def test_every_refusal_is_counted_and_a_second_of_them_makes_two_lines(self) -> None:
         """
@@ -84,11 +86,11 @@ class SummarizeAcceptErrorsTests(SynchronousTestCase):
         factory = CapsStreamFactory(Clock())
         # Not listening: the summary needs only the port object.
         port = tcp.Port(0, factory, interface="127.0.0.1")
-        summarize_accept_errors(port, factory, Clock())
+        summarize_accept_errors(port, factory.count_lack_of_files, Clock())
         self.assertIsInstance(port._logger.observer, AcceptErrorSummary)
         self.assertEqual(port._logger.namespace, "twisted.internet.tcp.Port")
 
     def test_a_port_without_a_logger_is_left_alone(self) -> None:
         with socket.socket() as plain:
-            summarize_accept_errors(plain, CapsStreamFactory(Clock()), Clock())  # type: ignore[arg-type]
+            summarize_accept_errors(plain, CapsStreamFactory(Clock()).count_lack_of_files, Clock())  # type: ignore[arg-type]
             self.assertFalse(hasattr(plain, "_logger"))

@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_caps.daemon}, through C{twistd} processes: the log file
+Tests for L{twisted_caps.operating.daemon}, through C{twistd} processes: the log file
 rotated by the real logrotate with the shipped recipe, twistd's own size
 rotation switched off, TLS certificates reloaded, and the pidfile: none in
 the foreground, removed at exit under C{--uid}.
@@ -32,8 +32,8 @@ from tests.servers import (
     start_process,
     wait_for,
 )
-from twisted_caps.daemon import HostSettings
-from twisted_caps.logs import LOG_FILE_MODE
+from twisted_caps.operating.daemon import HostSettings
+from twisted_caps.serving.logs import LOG_FILE_MODE
 
 PROJECT = Path(__file__).resolve().parent.parent
 RECIPE = PROJECT / "deploy" / "logrotate" / "caps"

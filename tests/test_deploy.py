@@ -6,7 +6,7 @@ import re
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.tap import BACKLOG, DEFAULT_PORT, Options
+from twisted_caps.operating.tap import BACKLOG, DEFAULT_PORT, Options
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -20,8 +20,8 @@ from zope.interface import implementer
 
 from tests.servers import KeptProtocols, eventually, start_in_reactor
 from twisted_caps._twisted import dispatch
-from twisted_caps.service import CapsService
-from twisted_caps.tap import Options
+from twisted_caps.operating.tap import Options
+from twisted_caps.serving.service import CapsService
 
 ON_EPOLL = type(cast(object, reactor)) is EPollReactor
 

@@ -1,6 +1,4 @@
-"""Tests for L{twisted_caps.endpoint_strings}: endpoint strings checked before listening."""
-
-import os
+"""Tests for L{twisted_caps.serving.endpoint_strings}: endpoint strings checked before listening."""
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,10 +6,9 @@ from twisted.internet.endpoints import _parse  # the syntax being mirrored
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.certificates import make_server_files
-from twisted_caps.endpoint_strings import (
+from twisted_caps.serving.endpoint_strings import (
     EndpointString,
     check,
-    read_pem_file,
     requested_port,
     with_default_backlog,
     with_port,
@@ -101,20 +98,3 @@ class CheckTests(SynchronousTestCase):
         self.assertRefused(f"ssl:0:privateKey={files.certificate}", "not a PEM private key")
         self.assertRefused(f"ssl:0:privateKey={files.key}", "not a PEM certificate")
         self.assertRefused("ssl:0:privateKey=/nonexistent.pem", "No such file or directory")
-
-
-class ReadTests(SynchronousTestCase):
-    def test_devices_and_fifos_are_not_read(self) -> None:
-        """/dev/zero would fill the memory and a FIFO would block start-up."""
-        fifo = os.path.abspath(self.mktemp())
-        os.mkfifo(fifo)
-        for path in ("/dev/zero", fifo):
-            error = self.assertRaises(ValueError, read_pem_file, path, "certKey")
-            self.assertEqual(str(error), f"certKey: not a regular file: {path}")
-
-    def test_a_huge_file_is_not_pem(self) -> None:
-        path = self.mktemp()
-        with open(path, "wb") as huge:
-            huge.truncate(2 * 1024 * 1024)
-        error = self.assertRaises(ValueError, read_pem_file, path, "certKey")
-        self.assertIn("larger than 1024 KiB", str(error))

@@ -31,8 +31,8 @@ from twisted.trial.unittest import TestCase
 from tests.certificates import make_server_files, ssl_endpoint
 from tests.servers import require_program, start_process, twistd, wait_for
 from twisted_caps.client import _StreamExchange
-from twisted_caps.service import CapsService
-from twisted_caps.tap import Options
+from twisted_caps.operating.tap import Options
+from twisted_caps.serving.service import CapsService
 
 EXAMPLE = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "haproxy", "haproxy.cfg"

@@ -23,9 +23,9 @@ from tests.servers import (
     start_process,
     twistd,
 )
-from twisted_caps.open_files import raise_open_files_limit
-from twisted_caps.stream import CapsStreamFactory
-from twisted_caps.transform import capitalize
+from twisted_caps.core.transform import capitalize
+from twisted_caps.serving.open_files import raise_open_files_limit
+from twisted_caps.serving.stream import CapsStreamFactory
 
 HOST = "127.0.0.1"
 MiB = 1024 * 1024

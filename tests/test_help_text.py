@@ -1,10 +1,10 @@
-"""Tests for L{twisted_caps.help_text}: the help of both commands."""
+"""Tests for L{twisted_caps.core.help_text}: the help of both commands."""
 
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.help_text import DEFAULT_WIDTH, paragraphs, terminal_width
+from twisted_caps.core.help_text import DEFAULT_WIDTH, paragraphs, terminal_width
 
 
 class ParagraphsTests(SynchronousTestCase):

@@ -31,6 +31,14 @@ os.fork = os.posix_spawn = os.posix_spawnp = os.system = forbidden
 """
 #: Seconds the fast tier may take, with room for a loaded machine.
 FAST_TIER_SECONDS = 30
+#: The floors of the package, lowest first: a module imports only from its
+#: own floor or the ones below. The top floor is what users import.
+FLOORS = ("core", "_twisted", "serving", "operating", "users")
+#: The floor of each top-level name of the package; the rest is for users.
+FLOOR_OF = {"core": "core", "_twisted": "_twisted", "serving": "serving", "operating": "operating"}
+#: What the top floor may hold besides the layer folders: the libraries and
+#: commands users import or run, and the package's version.
+USERS = {"__init__", "client", "check", "testing", "pytest_plugin", "py"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -43,6 +51,108 @@ def imported_modules(path: Path) -> set[str]:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)
     return names
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of the module at C{path} (a package by its folder's name)."""
+    parts = path.relative_to(PROJECT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_imports() -> dict[str, set[str]]:
+    """Each module of the package and the modules of the package it imports."""
+    modules = {module_name(path): path for path in (PROJECT / "twisted_caps").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = {
+            imported
+            for imported in imported_modules(path)
+            if imported in modules
+            and imported != name
+            # "from twisted_caps.check import x" names x, not the package's body.
+            and not any(other.startswith(imported + ".") for other in imported_modules(path))
+        }
+    return graph
+
+
+def floor(module: str) -> int:
+    """The index in L{FLOORS} of C{module}'s floor."""
+    top = module.split(".")[1] if "." in module else "__init__"
+    return FLOORS.index(FLOOR_OF.get(top, "users"))
+
+
+def find_loop(graph: dict[str, set[str]]) -> list[str] | None:
+    """A chain of imports that comes back to where it started, if any."""
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str] | None:
+        if module in path:
+            return [*path[path.index(module) :], module]
+        if module in done:
+            return None
+        for imported in sorted(graph[module]):
+            loop = visit(imported, [*path, module])
+            if loop:
+                return loop
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        loop = visit(module, [])
+        if loop:
+            return loop
+    return None
+
+
+class FloorTests(SynchronousTestCase):
+    """The folders are the layers: arrows point down and never come back."""
+
+    def test_no_module_imports_from_a_higher_floor(self) -> None:
+        upward = [
+            f"{module} -> {imported}"
+            for module, imports in package_imports().items()
+            for imported in imports
+            if floor(imported) > floor(module)
+        ]
+        self.assertEqual(upward, [])
+
+    def test_no_import_loop(self) -> None:
+        self.assertIsNone(find_loop(package_imports()))
+
+    def test_the_checks_would_see_an_upward_arrow_and_a_loop(self) -> None:
+        self.assertGreater(floor("twisted_caps.operating.tap"), floor("twisted_caps.core.limits"))
+        self.assertEqual(find_loop({"a": {"b"}, "b": {"a"}}), ["a", "b", "a"])
+
+    def test_the_fence_imports_only_the_core(self) -> None:
+        """The fence could go upstream: it knows nothing of the service it serves."""
+        for module, imports in package_imports().items():
+            if module.startswith("twisted_caps._twisted"):
+                self.assertEqual(
+                    {
+                        name
+                        for name in imports
+                        if not name.startswith(("twisted_caps._twisted", "twisted_caps.core"))
+                    },
+                    set(),
+                    module,
+                )
+
+    def test_the_top_floor_holds_what_users_import_and_the_layer_folders(self) -> None:
+        names = {path.stem for path in (PROJECT / "twisted_caps").iterdir()} - {"__pycache__"}
+        self.assertEqual(names - USERS - set(FLOOR_OF), set())
+
+    def test_the_client_library_loads_nothing_of_the_server(self) -> None:
+        """A student's client imports the library, not the service behind it."""
+        code = (
+            "import sys, twisted_caps.client\n"
+            "print(sorted(m for m in sys.modules if m.startswith('twisted_caps.')))"
+        )
+        loaded = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        self.assertIn("twisted_caps.client", loaded)
+        for floor_name in ("serving", "operating", "_twisted"):
+            self.assertNotIn(f"twisted_caps.{floor_name}", loaded)
 
 
 class LayoutTests(SynchronousTestCase):

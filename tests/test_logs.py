@@ -37,7 +37,7 @@ from tests.servers import (
     twistd,
     wait_for,
 )
-from twisted_caps.logs import (
+from twisted_caps.serving.logs import (
     LOG_FILE_MODE,
     MAX_PENDING,
     BatchedFileLogObserver,
@@ -48,7 +48,7 @@ from twisted_caps.logs import (
     plain_text,
     use_as_twistd_default,
 )
-from twisted_caps.stream import CLOSE_FORMAT, CapsStreamFactory
+from twisted_caps.serving.stream import CLOSE_FORMAT, CapsStreamFactory
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0", "--no-udp")
 
@@ -71,7 +71,7 @@ class JsonLogTests(TestCase):
             "-n",
             "--pidfile=",
             "--logger",
-            "twisted_caps.logs.json_observer",
+            "twisted_caps.serving.logs.json_observer",
             "caps",
             *LOOPBACK,
         ]
@@ -207,7 +207,7 @@ def info(text: str, **fields: object) -> dict[str, object]:
         "log_format": "{log_text}",
         "log_text": text,
         "log_level": LogLevel.info,
-        "log_namespace": "twisted_caps.stream.CapsStreamFactory",
+        "log_namespace": "twisted_caps.serving.stream.CapsStreamFactory",
         "log_time": 1764450000.25,
         **fields,
     }
@@ -361,13 +361,13 @@ class TwistdDefaultTests(SynchronousTestCase):
     def test_foreground_to_standard_output(self) -> None:
         for options in (self.options(), self.options(logfile="-")):
             use_as_twistd_default(options)
-            self.assertEqual(options["logger"], "twisted_caps.logs.text_observer")
+            self.assertEqual(options["logger"], "twisted_caps.serving.logs.text_observer")
 
     def test_a_log_file_syslog_or_a_chosen_logger_is_left_to_twistd(self) -> None:
         for options in (
             self.options(logfile="caps.log"),
             self.options(syslog=True),
-            self.options(logger="twisted_caps.logs.json_observer"),
+            self.options(logger="twisted_caps.serving.logs.json_observer"),
             self.options(nodaemon=False),
             self.options(nodaemon=False, logfile="-"),
         ):

@@ -1,9 +1,9 @@
-"""Tests for L{twisted_caps.loop_guard}: bookkeeping only, on a fake clock."""
+"""Tests for L{twisted_caps.core.loop_guard}: bookkeeping only, on a fake clock."""
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW, LoopGuard
+from twisted_caps.core.loop_guard import LOOP_STREAK, LOOP_WINDOW, LoopGuard
 
 PEER = ("192.0.2.1", 40000)
 

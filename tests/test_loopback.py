@@ -21,7 +21,7 @@ from tests.servers import (
     require_program,
     start_in_reactor,
 )
-from twisted_caps.transform import capitalize
+from twisted_caps.core.transform import capitalize
 
 
 def send_all_then_half_close(port: int, data: bytes) -> bytes:

@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.metrics}: scrape /metrics over real HTTP."""
+"""Tests for L{twisted_caps.serving.metrics}: scrape /metrics over real HTTP."""
 
 import socket
 
@@ -14,7 +14,7 @@ from tests.servers import (
     scrape,
     start_in_reactor,
 )
-from twisted_caps.service import CapsService
+from twisted_caps.serving.service import CapsService
 
 
 def traffic(tcp_port: int, udp_port: int) -> None:

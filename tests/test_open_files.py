@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.open_files}, in child processes with a lowered limit."""
+"""Tests for L{twisted_caps.serving.open_files}, in child processes with a lowered limit."""
 
 import resource
 import subprocess
@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 PROBE = """
 import resource
-from twisted_caps.open_files import raise_open_files_limit
+from twisted_caps.serving.open_files import raise_open_files_limit
 before, after = raise_open_files_limit()
 print(before, after, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
 """

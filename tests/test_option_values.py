@@ -1,11 +1,11 @@
-"""Tests for L{twisted_caps.option_values}: the numbers of the command lines."""
+"""Tests for L{twisted_caps.core.option_values}: the numbers of the command lines."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.option_values import (
+from twisted_caps.core.option_values import (
     MAX_SECONDS,
     one_line,
     port_number,

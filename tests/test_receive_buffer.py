@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_caps.datagram.enlarge_receive_buffer}, on real UDP
+Tests for L{twisted_caps.serving.datagram.enlarge_receive_buffer}, on real UDP
 sockets (the kernel decides what a buffer becomes).
 """
 
@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.datagram import RECEIVE_BUFFER, enlarge_receive_buffer
+from twisted_caps.serving.datagram import RECEIVE_BUFFER, enlarge_receive_buffer
 
 #: Linux's option to set a receive buffer over net.core.rmem_max (root only).
 SO_RCVBUFFORCE = 33

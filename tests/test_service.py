@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.service}."""
+"""Tests for L{twisted_caps.serving.service}."""
 
 import errno
 import os
@@ -14,11 +14,11 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from twisted_caps.config import CapsConfig
-from twisted_caps.datagram import CapsDatagramProtocol
-from twisted_caps.service import SHARED_PORT_ATTEMPTS, CapsService, ListenError
-from twisted_caps.stream import CapsStreamFactory
-from twisted_caps.tap import Options
+from twisted_caps.operating.tap import Options
+from twisted_caps.serving.config import CapsConfig
+from twisted_caps.serving.datagram import CapsDatagramProtocol
+from twisted_caps.serving.service import SHARED_PORT_ATTEMPTS, CapsService, ListenError
+from twisted_caps.serving.stream import CapsStreamFactory
 
 
 class RecordingPort:

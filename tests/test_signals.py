@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_caps.signals}: real signals raised in this process, with
+Tests for L{twisted_caps.operating.signals}: real signals raised in this process, with
 a reactor that records what the handlers ask of it (the signals' effects on
 real daemons are in tests/adversarial/test_signals.py).
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.signals import RELOAD, REOPEN_LOGS, STATUS, STOP, OperatorSignals
+from twisted_caps.operating.signals import RELOAD, REOPEN_LOGS, STATUS, STOP, OperatorSignals
 
 
 class RecordingReactor:

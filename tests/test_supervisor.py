@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_caps.supervisor}: C{--workers N} as separate
+Tests for L{twisted_caps.operating.supervisor}: C{--workers N} as separate
 processes, supervised by the twistd process.
 """
 
@@ -30,8 +30,8 @@ from tests.servers import (
     twistd,
     wait_for,
 )
-from twisted_caps.supervisor import WorkersService
-from twisted_caps.tap import Options, makeService
+from twisted_caps.operating.supervisor import WorkersService
+from twisted_caps.operating.tap import Options, makeService
 
 CLOSED = re.compile(rb"caps worker (\d+): caps: \S+ closed after")
 #: An C{accept4} call's outcome in C{strace -f} output: the pid, and the

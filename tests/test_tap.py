@@ -1,16 +1,16 @@
-"""Tests for L{twisted_caps.tap}: the command line of C{twistd caps}."""
+"""Tests for L{twisted_caps.operating.tap}: the command line of C{twistd caps}."""
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint, UNIXServerEndpoint
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.servers import assert_one_line_usage_error
-from twisted_caps.config import UdpListener
-from twisted_caps.datagram import MAX_UDP_PAYLOAD
-from twisted_caps.endpoint_strings import with_default_backlog
-from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW
-from twisted_caps.service import CapsService
-from twisted_caps.tap import Options, makeService
+from twisted_caps.core.loop_guard import LOOP_STREAK, LOOP_WINDOW
+from twisted_caps.operating.tap import Options, makeService
+from twisted_caps.serving.config import UdpListener
+from twisted_caps.serving.datagram import MAX_UDP_PAYLOAD
+from twisted_caps.serving.endpoint_strings import with_default_backlog
+from twisted_caps.serving.service import CapsService
 
 
 def parse(*argv: str) -> Options:

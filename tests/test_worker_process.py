@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_caps.worker_process}: one worker started by hand with a
+Tests for L{twisted_caps.operating.worker_process}: one worker started by hand with a
 spec, and the spec's encoding.
 """
 
@@ -12,9 +12,9 @@ import sys
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import HOST, course_tcp_client
-from twisted_caps.config import CapsConfig, TcpListener, UdpListener
-from twisted_caps.service import InheritedSocket
-from twisted_caps.worker_process import decode_spec, encode_spec
+from twisted_caps.operating.worker_process import decode_spec, encode_spec
+from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.serving.service import InheritedSocket
 
 
 def stop_popen(process: "subprocess.Popen[bytes]") -> None:
@@ -41,7 +41,7 @@ class WorkerEntryPointTests(TestCase):
         log_path = self.mktemp()
         with open(log_path, "wb") as log:
             worker = subprocess.Popen(
-                [sys.executable, "-m", "twisted_caps.worker_process", spec],
+                [sys.executable, "-m", "twisted_caps.operating.worker_process", spec],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,

@@ -4,7 +4,7 @@ from twisted.application.service import ServiceMaker
 
 caps = ServiceMaker(
     "twisted-caps",
-    "twisted_caps.tap",
+    "twisted_caps.operating.tap",
     "Capitalization service over TCP and UDP (send hello, get HELLO).",
     "caps",
 )

@@ -37,8 +37,8 @@ from tests.servers import (
     twistd,
     wait_for,
 )
-from twisted_caps.client import ClientOptions
-from twisted_caps.tap import Options
+from twisted_caps.client.command import ClientOptions
+from twisted_caps.operating.tap import Options
 
 LOOPBACK = ("-i", "127.0.0.1", "-p", "0")
 #: What a fuzzer tries first on a numeric option: each one a traceback or a

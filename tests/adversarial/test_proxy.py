@@ -26,7 +26,7 @@ from tests.servers import (
     twistd,
     wait_for,
 )
-from twisted_caps.proxy_header import V2_SIGNATURE
+from twisted_caps.core.proxy_header import V2_SIGNATURE
 
 HOST = "127.0.0.1"
 V1_HEADER = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 1200\r\n"

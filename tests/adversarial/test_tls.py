@@ -27,7 +27,7 @@ from tests.servers import (
     twistd,
     wait_for,
 )
-from twisted_caps.transform import capitalize
+from twisted_caps.core.transform import capitalize
 
 HOST = "127.0.0.1"
 KiB = 1024

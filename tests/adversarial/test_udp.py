@@ -26,9 +26,9 @@ from tests.servers import (
     twistd,
     wait_for,
 )
-from twisted_caps.datagram import MAX_UDP_PAYLOAD, RECEIVE_BUFFER
-from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW
-from twisted_caps.transform import capitalize
+from twisted_caps.core.loop_guard import LOOP_STREAK, LOOP_WINDOW
+from twisted_caps.core.transform import capitalize
+from twisted_caps.serving.datagram import MAX_UDP_PAYLOAD, RECEIVE_BUFFER
 
 #: A 60,000-byte datagram whose reply would be 180,000 bytes: each "ΐ" (two
 #: bytes) upper-cases to three characters of two bytes each.

@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.datagram}, through an in-memory transport."""
+"""Tests for L{twisted_caps.serving.datagram}, through an in-memory transport."""
 
 from typing import Any
 
@@ -8,13 +8,13 @@ from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.datagram import (
+from twisted_caps.core.limits import DatagramRateLimit
+from twisted_caps.core.loop_guard import LOOP_STREAK
+from twisted_caps.serving.datagram import (
     ANSWERING_SERVICE,
     MAX_UDP_PAYLOAD,
     CapsDatagramProtocol,
 )
-from twisted_caps.limits import DatagramRateLimit
-from twisted_caps.loop_guard import LOOP_STREAK
 
 OWN_PORT = 1200
 CLIENT = ("127.0.0.1", 40000)

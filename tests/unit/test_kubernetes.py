@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.config import TcpListener
-from twisted_caps.tap import Options
+from twisted_caps.operating.tap import Options
+from twisted_caps.serving.config import TcpListener
 
 MANIFEST = os.path.join(
     os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -1,9 +1,9 @@
-"""Tests for L{twisted_caps.limits}."""
+"""Tests for L{twisted_caps.core.limits}."""
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.limits import (
+from twisted_caps.core.limits import (
     MAX_CONNECTIONS,
     MAX_PER_PEER,
     ConnectionLimits,

@@ -1,10 +1,10 @@
-"""Tests for L{twisted_caps.log_throttle}."""
+"""Tests for L{twisted_caps.core.log_throttle}."""
 
 from twisted.internet.task import Clock
 from twisted.logger import Logger, LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.log_throttle import LogThrottle
+from twisted_caps.core.log_throttle import LogThrottle
 
 
 class LogThrottleTests(SynchronousTestCase):

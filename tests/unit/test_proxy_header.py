@@ -1,11 +1,11 @@
-"""Tests for L{twisted_caps.proxy_header}: every form a receiver must accept, and refusals."""
+"""Tests for L{twisted_caps.core.proxy_header}: every form a receiver must accept, and refusals."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.proxy_headers import ACCEPTED, REFUSED
-from twisted_caps.proxy_header import (
+from twisted_caps.core.proxy_header import (
     V2_SIGNATURE,
     HeaderReader,
     MalformedHeaderError,

@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.proxy_protocol}, driven through a StringTransport."""
+"""Tests for L{twisted_caps.serving.proxy_protocol}, driven through a StringTransport."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,8 +12,8 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from twisted_caps.limits import PROXY_HEADER, PROXY_HEADER_TIMEOUT
-from twisted_caps.proxy_protocol import HalfCloseProxyProtocolFactory, HeaderPolicy
+from twisted_caps.core.limits import PROXY_HEADER, PROXY_HEADER_TIMEOUT
+from twisted_caps.serving.proxy_protocol import HalfCloseProxyProtocolFactory, HeaderPolicy
 
 V1_HEADER = b"PROXY TCP4 192.0.2.7 127.0.0.1 40000 1200\r\n"
 # PROXY v2, command LOCAL, family UNSPEC, no addresses: HAProxy's health check.

@@ -1,4 +1,4 @@
-"""Tests for L{twisted_caps.stream}, through an in-memory transport."""
+"""Tests for L{twisted_caps.serving.stream}, through an in-memory transport."""
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
@@ -10,10 +10,10 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps import stream
-from twisted_caps.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
-from twisted_caps.stream import CapsStreamFactory, CapsStreamProtocol, own_half_close
-from twisted_caps.transform import capitalize
+from twisted_caps.core.limits import MAX_CONNECTIONS, MAX_PER_PEER, ConnectionLimits
+from twisted_caps.core.transform import capitalize
+from twisted_caps.serving import stream
+from twisted_caps.serving.stream import CapsStreamFactory, CapsStreamProtocol, own_half_close
 
 
 def connect(once: bool = False) -> tuple[CapsStreamProtocol, StringTransport]:

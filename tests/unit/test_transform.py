@@ -1,10 +1,10 @@
-"""Tests for L{twisted_caps.transform}."""
+"""Tests for L{twisted_caps.core.transform}."""
 
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.transform import StreamCapitalizer, capitalize
+from twisted_caps.core.transform import StreamCapitalizer, capitalize
 
 
 def reference(data: bytes) -> bytes:

@@ -73,10 +73,10 @@ C{IReadDescriptor.fileno} and C{IReactorFDSet.removeReader} (it read
 C{port.socket} and called C{stopReading}), and the test kit's in-memory
 transport implements C{ITCPTransport} itself (it subclassed
 C{twisted.test.iosim.FakeTransport}, which Twisted does not publish and
-which changed between releases). L{twisted_caps.proxy_protocol} needs no
+which changed between releases). L{twisted_caps.serving.proxy_protocol} needs no
 fence either: it wraps the protocol with Twisted's public
 C{ProtocolWrapper} and parses the header itself
-(L{twisted_caps.proxy_header}), where it once imported the private parsers
+(L{twisted_caps.core.proxy_header}), where it once imported the private parsers
 of C{twisted.protocols.haproxy}. The systemd endpoint that needs
 C{LISTEN_FDNAMES} is a documented limit, not a private read; its ticket
 text is in C{docs/twisted.md} too.

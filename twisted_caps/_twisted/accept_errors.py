@@ -21,15 +21,15 @@ lines: nothing breaks, only the summary is lost. The change to propose
 upstream: report accept errors to the factory.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IReactorTime
 from twisted.logger import ILogObserver, LogEvent, Logger
 from zope.interface import implementer
 
-from twisted_caps.limits import OPEN_FILES
-from twisted_caps.log_throttle import LogThrottle
-from twisted_caps.stream import CapsStreamFactory
+from twisted_caps.core.limits import OPEN_FILES
+from twisted_caps.core.log_throttle import LogThrottle
 
 #: Twisted's per-client line after EMFILE: the client was accepted and closed.
 CLOSED_FOR_LACK_OF_FILES = "EMFILE recovery: Closed socket from {address}"
@@ -45,8 +45,8 @@ COULD_NOT_ACCEPT = "Could not accept new connection ({acceptError})"
 @implementer(ILogObserver)
 class AcceptErrorSummary:
     """
-    Observe a listening port's accept events: count each client closed for
-    lack of descriptors as a refusal of C{factory} for C{open-files}, log
+    Observe a listening port's accept events: report each client closed for
+    lack of descriptors to C{count_refusal}, log
     refusals and failed accepts at most once a second each, and pass every
     other event on to C{forward}.
 
@@ -59,12 +59,12 @@ class AcceptErrorSummary:
 
     def __init__(
         self,
-        factory: CapsStreamFactory,
+        count_refusal: Callable[[], None],
         clock: IReactorTime,
         forward: Any,
         interval: float = 1.0,
     ) -> None:
-        self._factory = factory
+        self._count_refusal = count_refusal
         self._clock = clock
         self._forward = forward
         self._interval = interval
@@ -88,8 +88,7 @@ class AcceptErrorSummary:
             self._forward(event)
 
     def _refused(self, peer: str) -> None:
-        refused = self._factory.refused
-        refused[OPEN_FILES] = refused.get(OPEN_FILES, 0) + 1
+        self._count_refusal()
         if self._report is not None:
             self._held += 1
             self._last_peer = peer
@@ -120,17 +119,18 @@ class AcceptErrorSummary:
 
 
 def summarize_accept_errors(
-    port: IListeningPort, factory: CapsStreamFactory, clock: IReactorTime
+    port: IListeningPort, count_refusal: Callable[[], None], clock: IReactorTime
 ) -> None:
     """
     Have C{port} (a C{tcp.Port} or C{unix.Port}, as the reactor and the
     endpoints build them) report its accept errors through an
-    L{AcceptErrorSummary}; any other port is left alone.
+    L{AcceptErrorSummary}, calling C{count_refusal} once per client closed
+    for lack of descriptors; any other port is left alone.
     """
     twisted_logger = getattr(port, "_logger", None)
     if not isinstance(twisted_logger, Logger):
         return
-    summary = AcceptErrorSummary(factory, clock, twisted_logger.observer)
+    summary = AcceptErrorSummary(count_refusal, clock, twisted_logger.observer)
     port._logger = Logger(  # type: ignore[attr-defined]
         namespace=twisted_logger.namespace, source=port, observer=summary
     )

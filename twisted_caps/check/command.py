@@ -19,7 +19,7 @@ from twisted_caps.check.checks import CHECK_IDS, CHECKS
 from twisted_caps.check.report import CheckReport, write_json
 from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks
 from twisted_caps.check.target import PROFILES, Transport
-from twisted_caps.option_values import points, port_number, quoted, seconds
+from twisted_caps.core.option_values import points, port_number, quoted, seconds
 
 USAGE_ERROR = 2
 

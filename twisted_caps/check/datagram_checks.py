@@ -8,7 +8,7 @@ from twisted_caps.check.feedback import CheckError, describe_reply, seconds, sho
 from twisted_caps.check.probes import DatagramProbe, open_datagram
 from twisted_caps.check.stream_checks import stream_payload
 from twisted_caps.check.target import Target
-from twisted_caps.transform import capitalize
+from twisted_caps.core.transform import capitalize
 
 #: Bytes of the datagram of C{udp-large}.
 LARGE_DATAGRAM = 60_000

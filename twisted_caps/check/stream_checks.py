@@ -17,7 +17,7 @@ from twisted.internet.defer import DeferredList, ensureDeferred
 from twisted_caps.check.feedback import CheckError, describe_reply, seconds, show
 from twisted_caps.check.probes import StreamProbe, connect_stream, pause
 from twisted_caps.check.target import Target
-from twisted_caps.transform import capitalize
+from twisted_caps.core.transform import capitalize
 
 #: Sentences of C{tcp-sentences}: mixed case, digits, punctuation, spaces.
 SENTENCES = (b"abcdef abc123def", b"ABcdEF", b"AB12cdEF", b"Two Words HERE !!", b"a  b   c")

@@ -23,7 +23,7 @@ from twisted.internet.error import ReactorNotRunning
 from twisted.logger import ILogObserver, LogEvent, globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
 
-from twisted_caps.service import CapsService, ListenError
+from twisted_caps.serving.service import CapsService, ListenError
 from twisted_caps.testing.options import caps_config
 from twisted_caps.testing.process import READY, REPORT_PREFIX, REPORT_REQUEST, serving_line
 

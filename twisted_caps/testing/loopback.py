@@ -10,7 +10,7 @@ from typing import Protocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
 
-from twisted_caps.service import CapsService
+from twisted_caps.serving.service import CapsService
 from twisted_caps.testing.address import CapsAddress
 from twisted_caps.testing.options import OptionValue, caps_config
 

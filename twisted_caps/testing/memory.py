@@ -37,7 +37,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from twisted_caps.service import CapsService
+from twisted_caps.serving.service import CapsService
 from twisted_caps.testing.address import CapsAddress
 from twisted_caps.testing.options import OptionValue, caps_config
 

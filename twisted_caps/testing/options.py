@@ -6,8 +6,8 @@ as C{twistd caps} would be.
 
 from collections.abc import Iterable
 
-from twisted_caps.config import CapsConfig
-from twisted_caps.tap import Options
+from twisted_caps.operating.tap import Options
+from twisted_caps.serving.config import CapsConfig
 
 #: What every test server starts with: loopback only, on a free port. Later
 #: arguments win, so C{"-p", "1200"} or C{"-i", "::1"} override them.

@@ -10,12 +10,8 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
 import twisted_caps
-from twisted_caps import endpoint_strings
-from twisted_caps.config import CapsConfig, TcpListener, UdpListener
-from twisted_caps.daemon import CapsDaemon, HostSettings
-from twisted_caps.help_text import HelpfulOptions
-from twisted_caps.logs import use_as_twistd_default
-from twisted_caps.option_values import (
+from twisted_caps.core.help_text import HelpfulOptions
+from twisted_caps.core.option_values import (
     MAX_SECONDS,
     one_line,
     port_number,
@@ -23,8 +19,12 @@ from twisted_caps.option_values import (
     seconds,
     whole_number,
 )
-from twisted_caps.service import CapsService
-from twisted_caps.supervisor import WorkersService
+from twisted_caps.operating.daemon import CapsDaemon, HostSettings
+from twisted_caps.operating.supervisor import WorkersService
+from twisted_caps.serving import endpoint_strings
+from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.serving.logs import use_as_twistd_default
+from twisted_caps.serving.service import CapsService
 
 DEFAULT_PORT = 1200
 #: Pending connections the kernel may queue, on every listener that names

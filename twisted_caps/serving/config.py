@@ -24,7 +24,7 @@ class TcpListener:
 
         A C{ssl:} listener uses L{twisted_caps._twisted.tls.HalfCloseTLSTransport},
         so that a client's close_notify ends its input like a half-close; a
-        C{haproxy:} listener uses L{twisted_caps.proxy_protocol}, so that the
+        C{haproxy:} listener uses L{twisted_caps.serving.proxy_protocol}, so that the
         protocol starts with the client's address and half-closes work (the
         PROXY header comes first on the connection, before TLS for
         C{haproxy:ssl:}).
@@ -33,7 +33,7 @@ class TcpListener:
             a bad argument, an unreadable file or a missing systemd socket.
         """
         if self.description.startswith("haproxy:"):
-            from twisted_caps.proxy_protocol import ProxyProtocolReactor
+            from twisted_caps.serving.proxy_protocol import ProxyProtocolReactor
 
             inner = TcpListener(self.description.removeprefix("haproxy:"))
             return inner.endpoint(ProxyProtocolReactor(reactor))

@@ -4,7 +4,7 @@ C{--workers N}: N processes serving the same TCP and UDP sockets, supervised.
 
 The parent (the twistd process) opens every listener once, in
 C{privilegedStartService} so C{--uid} still works, stops reading from them,
-and passes the sockets to each worker (L{twisted_caps.worker_process}) as inherited
+and passes the sockets to each worker (L{twisted_caps.operating.worker_process}) as inherited
 descriptors, which the worker adopts (L{twisted_caps._twisted.shared_accept}, which
 wakes one waiting worker per connection, and C{adoptDatagramPort}). Why one
 shared socket rather than C{SO_REUSEPORT}:
@@ -53,11 +53,11 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from twisted_caps.config import CapsConfig
-from twisted_caps.logs import emit_text
-from twisted_caps.metrics import Snapshot, metrics_site
-from twisted_caps.service import CapsService, InheritedSocket
-from twisted_caps.worker_process import COUNTERS_PREFIX, READY, RETIRE, encode_spec
+from twisted_caps.operating.worker_process import COUNTERS_PREFIX, READY, RETIRE, encode_spec
+from twisted_caps.serving.config import CapsConfig
+from twisted_caps.serving.logs import emit_text
+from twisted_caps.serving.metrics import Snapshot, metrics_site
+from twisted_caps.serving.service import CapsService, InheritedSocket
 
 #: The first descriptor number of the inherited sockets in a worker.
 FIRST_INHERITED_FD = 3
@@ -183,7 +183,7 @@ class WorkersService(Service):
         child_fds: dict[int, int | str] = {0: "w", 1: "r", 2: "r"}
         for i, inherited in enumerate(self._sockets):
             child_fds[FIRST_INHERITED_FD + i] = inherited.fd
-        argv = [sys.executable, "-m", "twisted_caps.worker_process"]
+        argv = [sys.executable, "-m", "twisted_caps.operating.worker_process"]
         argv.append(encode_spec(self.config, spec_sockets, os.getpid()))
         protocol = WorkerProtocol(self, index)
         self._started_at[index] = self._reactor.seconds()

@@ -2,8 +2,8 @@
 """
 The service C{twistd caps} and C{twist caps} run: the serving service (one
 process, or the supervisor of C{--workers}), with what a host's operator
-needs around it: signals (L{twisted_caps.signals}), a log file that
-logrotate can move (L{twisted_caps.logs.ReopenableLogFile}) and a pidfile
+needs around it: signals (L{twisted_caps.operating.signals}), a log file that
+logrotate can move (L{twisted_caps.serving.logs.ReopenableLogFile}) and a pidfile
 that is removed at exit.
 
 It reads the options of the command that runs it (C{usage.Options.parent}
@@ -23,10 +23,10 @@ from twisted.application.service import MultiService
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
-from twisted_caps.logs import ReopenableLogFile, file_observer
-from twisted_caps.service import CapsService
-from twisted_caps.signals import RELOAD, REOPEN_LOGS, STATUS, OperatorSignals
-from twisted_caps.supervisor import WorkersService
+from twisted_caps.operating.signals import RELOAD, REOPEN_LOGS, STATUS, OperatorSignals
+from twisted_caps.operating.supervisor import WorkersService
+from twisted_caps.serving.logs import ReopenableLogFile, file_observer
+from twisted_caps.serving.service import CapsService
 
 #: The pidfile twistd writes when none is named.
 DEFAULT_PIDFILE = "twistd.pid"
@@ -38,7 +38,7 @@ class PidfileError(SystemExit, Exception):
     """
     The host's settings would break a promise (a pidfile that could not be
     removed); the message is the one line users see. Both bases for the
-    reasons given in L{twisted_caps.service.ListenError}.
+    reasons given in L{twisted_caps.serving.service.ListenError}.
     """
 
 

@@ -17,9 +17,9 @@ from twisted.web.http import Request
 from twisted.web.resource import Resource
 from twisted.web.server import Site
 
-from twisted_caps.datagram import CapsDatagramProtocol
-from twisted_caps.limits import REFUSALS
-from twisted_caps.stream import CapsStreamFactory
+from twisted_caps.core.limits import REFUSALS
+from twisted_caps.serving.datagram import CapsDatagramProtocol
+from twisted_caps.serving.stream import CapsStreamFactory
 
 #: The label values of caps_udp_datagrams_total{result=...}, and the counter
 #: of DatagramCounters each one reads.

@@ -18,7 +18,7 @@ it; a normal stop (SIGTERM, SIGINT, the reactor stopping) writes them all.
 C{twistd -n caps} logging to standard output uses L{text_observer} unless
 told otherwise (see L{use_as_twistd_default}); C{twist --log-format json caps}
 is Twisted's own JSON; for C{twistd}, use
-C{twistd --logger twisted_caps.logs.json_observer -n caps}.
+C{twistd --logger twisted_caps.serving.logs.json_observer -n caps}.
 
 C{twistd --logfile} would write through Twisted's C{LogFile}, which renames
 the file at every megabyte and keeps every old one, with mixed modes, and
@@ -248,7 +248,7 @@ def use_as_twistd_default(twistd_options: Any) -> None:
 
     C{twistd} reads its C{--logger} option after the subcommand's options
     are parsed, so setting it here is the same as a user passing
-    C{--logger twisted_caps.logs.text_observer}. Options of another runner
+    C{--logger twisted_caps.serving.logs.text_observer}. Options of another runner
     (C{twist}, tests) are left alone.
     """
     try:

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.test_worker_process -*-
 """
-One worker of C{twistd caps --workers N}: C{python -m twisted_caps.worker_process
-SPEC}, started by L{twisted_caps.supervisor.WorkersService}, never by hand.
+One worker of C{twistd caps --workers N}: C{python -m twisted_caps.operating.worker_process
+SPEC}, started by L{twisted_caps.operating.supervisor.WorkersService}, never by hand.
 
 SPEC is JSON: the parent's pid, the service settings, and the listening
 sockets inherited as descriptors. The worker adopts them, logs plain lines
@@ -36,10 +36,10 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner
 from twisted.python.failure import Failure
 
-from twisted_caps.config import CapsConfig
-from twisted_caps.logs import LOG_DELAY, BatchedFileLogObserver, plain_text
-from twisted_caps.service import CapsService, InheritedSocket
-from twisted_caps.signals import OperatorSignals
+from twisted_caps.operating.signals import OperatorSignals
+from twisted_caps.serving.config import CapsConfig
+from twisted_caps.serving.logs import LOG_DELAY, BatchedFileLogObserver, plain_text
+from twisted_caps.serving.service import CapsService, InheritedSocket
 
 #: The line a worker logs once it serves every inherited socket.
 READY = b"caps: ready"

@@ -13,20 +13,15 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from twisted_caps._twisted.immediate import datagram_sender
-from twisted_caps.limits import DatagramRateLimit
-from twisted_caps.log_throttle import LogThrottle
-from twisted_caps.loop_guard import LOOP_STREAK, LOOP_WINDOW, LoopGuard
-from twisted_caps.transform import capitalize
+from twisted_caps.core.limits import DatagramRateLimit
+from twisted_caps.core.log_throttle import LogThrottle
+from twisted_caps.core.loop_guard import LOOP_STREAK, LOOP_WINDOW, LoopGuard
+from twisted_caps.core.transform import capitalize
 
 #: The largest UDP payload: 65535 minus the 8-byte UDP header and the 20-byte
 #: IPv4 header (IPv6 allows 20 bytes more, but a reply must fit either).
 MAX_UDP_PAYLOAD = 65507
 
-#: The buffer one datagram is read into (C{maxPacketSize} of Twisted's UDP
-#: ports): more than the largest UDP payload of any family (65,527 bytes over
-#: IPv6), so no datagram is cut short. Twisted's default of 8,192 truncates
-#: larger datagrams silently: the kernel drops the rest and says nothing.
-DATAGRAM_READ_SIZE = 65536
 
 #: The receive buffer asked of the kernel for each UDP socket: room for
 #: dozens of datagrams of the largest size, where Linux's default (212,992
@@ -69,7 +64,7 @@ class CapsDatagramProtocol(DatagramProtocol):
     answering each other would loop forever (CVE-1999-0103). Nor does one go
     to a source that sends the same upper-case text back again and again, as
     fast as replies reach it: another service answering (see
-    L{twisted_caps.loop_guard}). A source over its rate limit gets no reply.
+    L{twisted_caps.core.loop_guard}). A source over its rate limit gets no reply.
     A reply longer than the largest UDP payload, or one the kernel refuses,
     is dropped, counted and logged (at most one line a second for each kind
     of drop).

@@ -15,18 +15,16 @@ escaping the next character.
 """
 
 import os
-import stat
 from dataclasses import dataclass
 
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
-from twisted_caps.option_values import port_number, quoted, whole_number
+from twisted_caps.core.option_values import port_number, quoted, whole_number
+from twisted_caps.core.pem_files import read_pem_file
 
 #: A UNIX socket path longer than this does not fit in C{sockaddr_un}.
 MAX_UNIX_PATH_BYTES = 107
-#: The largest certificate, key or chain file read: far more than any chain.
-MAX_PEM_BYTES = 1024 * 1024
 #: The backlog C{listen(2)} can be given (the kernel caps it at somaxconn).
 MAX_BACKLOG = 65535
 #: The endpoint types that listen on an IP port, and their parameter names.
@@ -260,28 +258,3 @@ def _check_tls(values: dict[str, str]) -> None:
         encoding, public
     ):
         raise ValueError(f"privateKey {key_path} does not match certKey {cert_path}")
-
-
-def read_pem_file(path: str, what: str) -> bytes:
-    """
-    Read the PEM file C{path} (named C{what} in errors) if it is a regular
-    file of at most L{MAX_PEM_BYTES}: C{/dev/zero} or a FIFO would otherwise
-    fill the memory or block start-up.
-
-    @raise ValueError: with one line naming C{what} and C{path}.
-    """
-    try:
-        with open(path, "rb", opener=_open_without_blocking) as file:
-            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
-                raise ValueError(f"{what}: not a regular file: {path}")
-            content = file.read(MAX_PEM_BYTES + 1)
-    except OSError as error:
-        raise ValueError(f"{what}: {error.strerror or error}: {path}") from None
-    if len(content) > MAX_PEM_BYTES:
-        raise ValueError(f"{what}: larger than {MAX_PEM_BYTES // 1024} KiB, not PEM: {path}")
-    return content
-
-
-def _open_without_blocking(path: str, flags: int) -> int:
-    """Open for reading without waiting for a writer, as opening a FIFO would."""
-    return os.open(path, flags | os.O_NONBLOCK)

@@ -33,10 +33,10 @@ from twisted_caps._twisted.immediate import (
     supports_immediate_send,
     unsent_bytes,
 )
-from twisted_caps.limits import REFUSALS, ConnectionLimits
-from twisted_caps.log_throttle import LogThrottle
-from twisted_caps.logs import emit_text
-from twisted_caps.transform import StreamCapitalizer, capitalize
+from twisted_caps.core.limits import OPEN_FILES, REFUSALS, ConnectionLimits
+from twisted_caps.core.log_throttle import LogThrottle
+from twisted_caps.core.transform import StreamCapitalizer, capitalize
+from twisted_caps.serving.logs import emit_text
 
 #: Why a connection closed, as its close log line says.
 CLIENT_CLOSED = "client closed"
@@ -412,6 +412,13 @@ class CapsStreamFactory(Factory):
     def refuse_header(self, reason: str, detail: str, peer: IAddress) -> None:
         """Count and log a connection closed for its PROXY header."""
         self._refused(reason, detail, peer_host(peer) or "local")
+
+    def count_lack_of_files(self) -> None:
+        """
+        Count a client the listening port accepted and closed at once for
+        lack of file descriptors; the port's accept-error summary logs it.
+        """
+        self.refused[OPEN_FILES] = self.refused.get(OPEN_FILES, 0) + 1
 
     def _refused(self, reason: str, detail: str, peer: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1

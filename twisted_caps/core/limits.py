@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.unit.test_limits -*-
 """
 Fair-use limits: open TCP connections (in all and per client address) and
-UDP replies per source address. Plain bookkeeping, no I/O.
+UDP replies per source address, and the size of the buffer a datagram is
+read into. Plain bookkeeping, no I/O.
 """
 
 from twisted.internet.interfaces import IReactorTime
@@ -18,6 +19,12 @@ PROXY_HEADER = "proxy-header"
 PROXY_HEADER_TIMEOUT = "proxy-header-timeout"
 #: Every reason a connection is refused, as the metrics list them.
 REFUSALS = (MAX_CONNECTIONS, MAX_PER_PEER, OPEN_FILES, PROXY_HEADER, PROXY_HEADER_TIMEOUT)
+
+#: The buffer one datagram is read into (C{maxPacketSize} of Twisted's UDP
+#: ports): more than the largest UDP payload of any family (65,527 bytes over
+#: IPv6), so no datagram is cut short. Twisted's default of 8,192 truncates
+#: larger datagrams silently: the kernel drops the rest and says nothing.
+DATAGRAM_READ_SIZE = 65536
 
 
 class ConnectionLimits:

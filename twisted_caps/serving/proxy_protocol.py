@@ -11,7 +11,7 @@ header has arrived (so C{getPeer()} is the load balancer's address), drops
 half-closes, refuses C{PROXY UNKNOWN} (what HAProxy sends from a
 UNIX-socket frontend) and a header split over several reads, and lets a
 malformed port or address escape as a traceback. So this wrapper is built
-on Twisted's public C{ProtocolWrapper}, with L{twisted_caps.proxy_header}
+on Twisted's public C{ProtocolWrapper}, with L{twisted_caps.core.proxy_header}
 to read the header.
 
 What happens before the header is policy, and the wrapped factory sets it
@@ -38,8 +38,8 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, implementer, providedBy
 
-from twisted_caps.limits import PROXY_HEADER, PROXY_HEADER_TIMEOUT
-from twisted_caps.proxy_header import HeaderReader, MalformedHeaderError, ProxyHeader
+from twisted_caps.core.limits import PROXY_HEADER, PROXY_HEADER_TIMEOUT
+from twisted_caps.core.proxy_header import HeaderReader, MalformedHeaderError, ProxyHeader
 
 
 @runtime_checkable

@@ -21,17 +21,17 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.server import Site
 
-from twisted_caps import endpoint_strings
 from twisted_caps._twisted import dispatch
 from twisted_caps._twisted.accept_errors import summarize_accept_errors
 from twisted_caps._twisted.lean_server import use_lean_server
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_one_waiter
-from twisted_caps.config import CapsConfig, TcpListener, UdpListener
-from twisted_caps.datagram import DATAGRAM_READ_SIZE, CapsDatagramProtocol
-from twisted_caps.limits import ConnectionLimits, DatagramRateLimit
-from twisted_caps.metrics import Snapshot, metrics_site, snapshot
-from twisted_caps.open_files import raise_open_files_limit
-from twisted_caps.stream import CapsStreamFactory
+from twisted_caps.core.limits import DATAGRAM_READ_SIZE, ConnectionLimits, DatagramRateLimit
+from twisted_caps.serving import endpoint_strings
+from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.serving.datagram import CapsDatagramProtocol
+from twisted_caps.serving.metrics import Snapshot, metrics_site, snapshot
+from twisted_caps.serving.open_files import raise_open_files_limit
+from twisted_caps.serving.stream import CapsStreamFactory
 
 #: Tries at finding one free port that TCP and UDP can both bind (--port 0).
 SHARED_PORT_ATTEMPTS = 8
@@ -208,7 +208,7 @@ class CapsService(Service):
         return port
 
     def counters(self) -> Snapshot:
-        """A snapshot of this process's counters (see L{twisted_caps.metrics})."""
+        """A snapshot of this process's counters (see L{twisted_caps.serving.metrics})."""
         return snapshot(self.stream_factory, tuple(self.datagram_protocols))
 
     def _listen(self) -> None:
@@ -290,7 +290,7 @@ class CapsService(Service):
             listener = TcpListener(endpoint_strings.with_port(listener.description, number))
         with _opening(f"TCP {listener.description}", number is not None):
             port = _synchronous_result(listener.endpoint(self._reactor).listen(self.stream_factory))
-        summarize_accept_errors(port, self.stream_factory, self._reactor)
+        summarize_accept_errors(port, self.stream_factory.count_lack_of_files, self._reactor)
         use_lean_server(port)
         return port
 
@@ -323,7 +323,7 @@ class CapsService(Service):
         os.set_blocking(fd, False)
         if inherited.kind == "TCP":
             port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
-            summarize_accept_errors(port, self.stream_factory, self._reactor)
+            summarize_accept_errors(port, self.stream_factory.count_lack_of_files, self._reactor)
             use_lean_server(port)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
