@@ -7,6 +7,8 @@ transports and profiles the checks belong to.
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from twisted_caps.core.addresses import host_port
+
 Transport = Literal["tcp", "udp"]
 Profile = Literal["lecture", "full"]
 #: The profiles, each including the checks of those before it.
@@ -45,4 +47,4 @@ class Target:
     @property
     def server(self) -> str:
         """C{H:P} as the user named the server (IPv6 literals in brackets)."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return host_port(self.host, self.port)

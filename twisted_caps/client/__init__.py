@@ -32,6 +32,7 @@ from twisted.internet.protocol import DatagramProtocol, Protocol, connectionDone
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from twisted_caps.core.addresses import host_port
 from twisted_caps.core.limits import DATAGRAM_READ_SIZE
 from twisted_caps.core.pem_files import read_pem_file
 
@@ -190,12 +191,12 @@ class _DatagramExchange(DatagramProtocol):
         # Twisted's epoll reactor closes a connected UDP port when the kernel
         # reports ICMP port-unreachable, instead of calling connectionRefused.
         self._listening = False
-        self._finish(error.ConnectionRefusedError(_hostport(*self._address)))
+        self._finish(error.ConnectionRefusedError(host_port(*self._address)))
 
     def send(self) -> None:
         """Send the datagram, and again after each silent interval."""
         if self._sends_left == 0:
-            self._finish(error.TimeoutError(f"no reply from {_hostport(*self._address)}"))
+            self._finish(error.TimeoutError(f"no reply from {host_port(*self._address)}"))
             return
         self._sends_left -= 1
         self._resend = self._clock.callLater(self._interval, self.send)
@@ -210,7 +211,7 @@ class _DatagramExchange(DatagramProtocol):
         self._finish(datagram)
 
     def connectionRefused(self) -> None:
-        self._finish(error.ConnectionRefusedError(_hostport(*self._address)))
+        self._finish(error.ConnectionRefusedError(host_port(*self._address)))
 
     def _finish(self, outcome: bytes | Exception) -> None:
         if self.reply.called:
@@ -271,10 +272,6 @@ def _no_reply_from(host: str, port: int) -> Any:
     """Turn a timed-out exchange into the C{TimeoutError} that names the server."""
 
     def timed_out(result: object, timeout: float) -> None:
-        raise error.TimeoutError(f"no reply from {_hostport(host, port)}")
+        raise error.TimeoutError(f"no reply from {host_port(host, port)}")
 
     return timed_out
-
-
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -21,11 +21,11 @@ from twisted_caps import __version__
 from twisted_caps.client import (
     DEFAULT_TIMEOUT,
     PROMPT,
-    _hostport,
     capitalize_over_tcp,
     capitalize_over_udp,
     tls_client_options,
 )
+from twisted_caps.core.addresses import host_port
 from twisted_caps.core.help_text import HelpfulOptions
 from twisted_caps.core.option_values import MAX_SECONDS, one_line, port_number, quoted, seconds
 
@@ -103,7 +103,7 @@ class NoReplyError(Exception):
 
 
 def _describe_failure(failure: Exception, options: ClientOptions) -> str:
-    server = _hostport(options["host"], options["port"])
+    server = host_port(options["host"], options["port"])
     if isinstance(failure, error.ConnectionRefusedError):
         return f"connection refused by {server}"
     if isinstance(failure, error.DNSLookupError):

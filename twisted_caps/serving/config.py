@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import endpoints
-from twisted.internet.abstract import isIPv6Address
 from twisted.internet.interfaces import IStreamServerEndpoint
+
+from twisted_caps.core.addresses import host_port
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,7 @@ class UdpListener:
     port: int
 
     def __str__(self) -> str:
-        if isIPv6Address(self.interface):
-            return f"[{self.interface}]:{self.port}"
-        return f"{self.interface or '0.0.0.0'}:{self.port}"
+        return host_port(self.interface or "0.0.0.0", self.port)
 
 
 @dataclass(frozen=True)

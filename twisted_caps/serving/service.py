@@ -25,6 +25,7 @@ from twisted_caps._twisted import dispatch
 from twisted_caps._twisted.accept_errors import summarize_accept_errors
 from twisted_caps._twisted.lean_server import use_lean_server
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_one_waiter
+from twisted_caps.core.addresses import host_port
 from twisted_caps.core.limits import DATAGRAM_READ_SIZE, ConnectionLimits, DatagramRateLimit
 from twisted_caps.serving import endpoint_strings
 from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
@@ -90,7 +91,7 @@ def _cannot_listen_address(listener: str, error: CannotListenError) -> str:
         path = error.port if isinstance(error.port, str) else os.fsdecode(error.port)
         return f"UNIX {path}"
     host = error.interface or "0.0.0.0"
-    return f"{kind} [{host}]:{error.port}" if ":" in host else f"{kind} {host}:{error.port}"
+    return f"{kind} {host_port(host, error.port)}"
 
 
 @dataclass(frozen=True)
@@ -386,10 +387,8 @@ def _synchronous_result(deferred: Deferred[IListeningPort]) -> IListeningPort:
 def _describe(port: IListeningPort) -> str:
     """Name a listening port as users write it: host:port, [v6]:port or a path."""
     address = port.getHost()
-    if isinstance(address, IPv6Address):
-        return f"[{address.host}]:{address.port}"
-    if isinstance(address, IPv4Address):
-        return f"{address.host}:{address.port}"
+    if isinstance(address, IPv4Address | IPv6Address):
+        return host_port(address.host, address.port)
     if isinstance(address, UNIXAddress) and address.name is not None:
         return os.fsdecode(address.name)
     return str(address)

@@ -27,6 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from twisted_caps.core.addresses import host_port
 from twisted_caps.testing.address import CapsAddress
 from twisted_caps.testing.options import OptionValue, option_words
 
@@ -43,8 +44,7 @@ SERVING = re.compile(r"caps: serving (TCP|UDP) on (?:\[([^\]]+)\]|([^:\s]+)):(\d
 
 def serving_line(kind: str, host: str, port: int) -> str:
     """The line the child prints for a listener (IPv6 hosts in brackets)."""
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return f"caps: serving {kind} on {address}"
+    return f"caps: serving {kind} on {host_port(host, port)}"
 
 
 class ConnectionsLeftOpenWarning(UserWarning):
