@@ -192,23 +192,26 @@ class Options(HelpfulOptions):
         if not (tcp or udp):
             raise usage.UsageError("--no-tcp and --no-udp leave nothing to serve")
         max_connections = parse_count(self["max-connections"], "--max-connections")
-        if 0 < max_connections < workers:
-            raise usage.UsageError(
-                f"--max-connections {max_connections} is fewer than --workers {workers}"
-                " (each worker serves a share of at least one connection)"
+        max_per_peer = parse_count(self["max-per-peer"], "--max-per-peer")
+        idle_timeout = parse_seconds(self["idle-timeout"], "--idle-timeout")
+        udp_rate = parse_count(self["udp-rate"], "--udp-rate")
+        shutdown_timeout = parse_seconds(self["shutdown-timeout"], "--shutdown-timeout")
+        metrics = parse_tcp_listener(self["metrics"], "--metrics") if self["metrics"] else None
+        try:
+            self.config = CapsConfig(
+                tcp=tcp,
+                udp=udp,
+                once=self["once"],
+                max_connections=max_connections,
+                max_per_peer=max_per_peer,
+                idle_timeout=idle_timeout,
+                udp_rate=udp_rate,
+                shutdown_timeout=shutdown_timeout,
+                metrics=metrics,
+                workers=workers,
             )
-        self.config = CapsConfig(
-            tcp=tcp,
-            udp=udp,
-            once=self["once"],
-            max_connections=max_connections,
-            max_per_peer=parse_count(self["max-per-peer"], "--max-per-peer"),
-            idle_timeout=parse_seconds(self["idle-timeout"], "--idle-timeout"),
-            udp_rate=parse_count(self["udp-rate"], "--udp-rate"),
-            shutdown_timeout=parse_seconds(self["shutdown-timeout"], "--shutdown-timeout"),
-            metrics=parse_tcp_listener(self["metrics"], "--metrics") if self["metrics"] else None,
-            workers=workers,
-        )
+        except ValueError as refusal:
+            raise usage.UsageError(str(refusal)) from None
 
 
 def parse_port(text: str, option: str) -> int:

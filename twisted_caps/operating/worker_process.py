@@ -56,12 +56,9 @@ PR_SET_PDEATHSIG = 1
 
 def encode_spec(config: CapsConfig, sockets: tuple[InheritedSocket, ...], parent: int) -> str:
     """The worker's command-line argument: settings and inherited sockets as JSON."""
-    settings = asdict(config)
+    settings = asdict(config.for_one_worker())
     for listeners in ("tcp", "udp", "metrics", "workers"):
         settings.pop(listeners)
-    # --max-connections bounds the whole service, so each worker gets its share,
-    # rounded down so the shares never add up to more (the options ensure >= 1).
-    settings["max_connections"] = config.max_connections // config.workers
     return json.dumps(
         {
             "parent": parent,

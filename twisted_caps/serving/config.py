@@ -1,10 +1,10 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.unit.test_config -*-
 """
 The service's configuration: built once from the command line, then handed
 down unchanged.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import endpoints
@@ -85,3 +85,31 @@ class CapsConfig:
     metrics: TcpListener | None = None
     #: Processes serving the listeners; 1 serves in this process itself.
     workers: int = 1
+
+    def __post_init__(self) -> None:
+        """
+        Refuse a C{max_connections} that cannot be shared out: it bounds the
+        whole service, and each worker needs a share of at least one.
+
+        @raise ValueError: with one line naming both options.
+        """
+        if 0 < self.max_connections < self.workers:
+            raise ValueError(
+                f"--max-connections {self.max_connections} is fewer than --workers"
+                f" {self.workers} (each worker serves a share of at least one connection)"
+            )
+
+    def for_one_worker(self) -> "CapsConfig":
+        """
+        The settings of one of L{workers} processes: no listeners of its own
+        (it inherits the parent's sockets), and its share of
+        C{max_connections}, rounded down so the shares never add up to more.
+        """
+        return replace(
+            self,
+            tcp=(),
+            udp=(),
+            metrics=None,
+            workers=1,
+            max_connections=self.max_connections // self.workers,
+        )
