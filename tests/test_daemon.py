@@ -389,6 +389,37 @@ class HostSettingsTests(SynchronousTestCase):
         )
 
 
+class TwistdDefaultTests(SynchronousTestCase):
+    """Which twistd runs get the batched observer: those logging to standard output."""
+
+    def options(self, **chosen: object) -> dict[str, object]:
+        defaults: dict[str, object] = {"pidfile": "", "logger": None, "syslog": False}
+        return {**defaults, "nodaemon": True, **chosen}
+
+    def test_foreground_to_standard_output(self) -> None:
+        for options in (self.options(), self.options(logfile="-")):
+            HostSettings.from_command(options)
+            self.assertEqual(options["logger"], "twisted_caps.serving.logs.text_observer")
+
+    def test_a_log_file_syslog_or_a_chosen_logger_is_left_to_twistd(self) -> None:
+        for options in (
+            self.options(logfile="caps.log"),
+            self.options(syslog=True),
+            self.options(logger="twisted_caps.serving.logs.json_observer"),
+            self.options(nodaemon=False),
+            self.options(nodaemon=False, logfile="-"),
+        ):
+            before = dict(options)
+            HostSettings.from_command(options)
+            self.assertEqual(options, before)
+
+    def test_another_runner_is_left_alone(self) -> None:
+        self.assertEqual(HostSettings.from_command(None), HostSettings())
+        options = {"log-format": "json"}
+        HostSettings.from_command(options)
+        self.assertEqual(options, {"log-format": "json"})
+
+
 class TLSReloadErrorTests(SynchronousTestCase):
     def test_every_unusable_file_is_one_line_and_keeps_the_settings(self) -> None:
         """

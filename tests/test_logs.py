@@ -46,7 +46,6 @@ from twisted_caps.serving.logs import (
     classic_text,
     emit_text,
     plain_text,
-    use_as_twistd_default,
 )
 from twisted_caps.serving.stream import CLOSE_FORMAT, CapsStreamFactory
 
@@ -351,41 +350,10 @@ class PlainTextTests(SynchronousTestCase):
         self.assertEqual(plain_text(event), "caps: 10.0.0.1 refused\n")
 
 
-class TwistdDefaultTests(SynchronousTestCase):
-    """Which twistd runs get the batched observer: those logging to standard output."""
-
-    def options(self, **chosen: object) -> dict[str, object]:
-        defaults: dict[str, object] = {"logger": None, "syslog": False, "logfile": None}
-        return {**defaults, "nodaemon": True, **chosen}
-
-    def test_foreground_to_standard_output(self) -> None:
-        for options in (self.options(), self.options(logfile="-")):
-            use_as_twistd_default(options)
-            self.assertEqual(options["logger"], "twisted_caps.serving.logs.text_observer")
-
-    def test_a_log_file_syslog_or_a_chosen_logger_is_left_to_twistd(self) -> None:
-        for options in (
-            self.options(logfile="caps.log"),
-            self.options(syslog=True),
-            self.options(logger="twisted_caps.serving.logs.json_observer"),
-            self.options(nodaemon=False),
-            self.options(nodaemon=False, logfile="-"),
-        ):
-            before = dict(options)
-            use_as_twistd_default(options)
-            self.assertEqual(options, before)
-
-    def test_another_runner_is_left_alone(self) -> None:
-        use_as_twistd_default(None)
-        options = {"log-format": "json"}
-        use_as_twistd_default(options)
-        self.assertEqual(options, {"log-format": "json"})
-
-
 #: A close line as C{twistd -n caps} writes it.
 CLOSE_LINE = re.compile(
     rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} "
-    rb"\[twisted_caps\.stream\.CapsStreamFactory#info\] "
+    rb"\[twisted_caps\.serving\.stream\.CapsStreamFactory#info\] "
     rb"caps: 127\.0\.0\.1 closed after \d+\.\d{3}s, 5 bytes in, 5 bytes out: client closed$",
     re.MULTILINE,
 )

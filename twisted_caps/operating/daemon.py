@@ -15,7 +15,7 @@ those options do not exist and only the signals apply.
 import os
 import pwd
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from twisted.python.components import Componentized
 
 from twisted_caps.operating.signals import RELOAD, REOPEN_LOGS, STATUS, OperatorSignals
 from twisted_caps.operating.supervisor import WorkersService
-from twisted_caps.serving.logs import ReopenableLogFile, file_observer
+from twisted_caps.serving.logs import ReopenableLogFile, file_observer, text_observer
 from twisted_caps.serving.service import CapsService
 
 #: The pidfile twistd writes when none is named.
@@ -54,24 +54,38 @@ class HostSettings:
     gid: int | None = None
 
     @classmethod
-    def from_command(cls, options: Mapping[str, Any] | None) -> "HostSettings":
+    def from_command(cls, options: MutableMapping[str, Any] | None) -> "HostSettings":
         """
-        Read twistd's options (C{twist}'s have no pidfile and log elsewhere).
+        Read twistd's options, and make the two changes caps makes to them,
+        here and nowhere else (C{twist}'s options have no pidfile and log
+        elsewhere: they are left alone). The subcommand's options are parsed
+        before twistd reads its own, so a change here is the same as the
+        user's typing it:
 
-        In the foreground (C{twistd -n}), twistd's default pidfile is
-        dropped from C{options}: a foreground server needs none, and its
-        C{twistd.pid} in the current folder would stop a second server
-        started from the same folder.
+          - In the foreground (C{twistd -n}), twistd's default pidfile is
+            dropped: a foreground server needs none, and its C{twistd.pid}
+            in the current folder would stop a second server started from
+            the same folder.
+          - Logging to standard output with twistd's own observer (C{-n}
+            without C{--logfile}, or C{--logfile -}), the observer becomes
+            L{twisted_caps.serving.logs.text_observer}, which writes in
+            batches; C{--logger}, C{--syslog} and a log file are twistd's.
         """
         if options is None or "pidfile" not in options:
             return cls()
         nodaemon = bool(options.get("nodaemon"))
-        if nodaemon and options["pidfile"] == os.path.abspath(DEFAULT_PIDFILE):
-            options["pidfile"] = ""  # type: ignore[index]
+        # Read before twistd makes it absolute; after, where twistd has.
+        if nodaemon and options["pidfile"] in (DEFAULT_PIDFILE, os.path.abspath(DEFAULT_PIDFILE)):
+            options["pidfile"] = ""
+        chosen = (options.get("logger"), bool(options.get("syslog")))
+        # A daemon given --logfile - is twistd's to refuse, in one line.
+        if nodaemon and chosen == (None, False) and (options.get("logfile") or "-") == "-":
+            options["logger"] = f"{text_observer.__module__}.{text_observer.__name__}"
         uid, gid = options.get("uid"), options.get("gid")
         if uid is not None and gid is None:
             gid = pwd.getpwuid(uid).pw_gid
-        return cls(_twistd_log_path(options), options["pidfile"] or "", uid, gid)
+        pidfile = options["pidfile"]
+        return cls(_twistd_log_path(options), os.path.abspath(pidfile) if pidfile else "", uid, gid)
 
 
 def _twistd_log_path(options: Mapping[str, Any]) -> str | None:

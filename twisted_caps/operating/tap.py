@@ -23,7 +23,6 @@ from twisted_caps.operating.daemon import CapsDaemon, HostSettings
 from twisted_caps.operating.supervisor import WorkersService
 from twisted_caps.serving import endpoint_strings
 from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
-from twisted_caps.serving.logs import use_as_twistd_default
 from twisted_caps.serving.service import CapsService
 
 DEFAULT_PORT = 1200
@@ -174,7 +173,7 @@ class Options(HelpfulOptions):
             raise SystemExit(one_line(f"caps: {error} (see --help)")) from None
 
     def postOptions(self) -> None:
-        use_as_twistd_default(getattr(self, "parent", None))
+        self.host = HostSettings.from_command(getattr(self, "parent", None))
         port = parse_port(self["port"], "--port")
         interface = self["interface"] or ""
         if interface and not (isIPAddress(interface) or isIPv6Address(interface)):
@@ -303,7 +302,7 @@ def makeService(options: Options) -> CapsDaemon:
         serving = WorkersService(options.config, reactor)
     else:
         serving = CapsService(options.config, reactor, fast_dispatch=True)
-    daemon = CapsDaemon(serving, reactor, HostSettings.from_command(options.parent))
+    daemon = CapsDaemon(serving, reactor, options.host)
     if options.parent is not None:
         daemon.signals.install()
     return daemon

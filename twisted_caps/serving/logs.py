@@ -16,7 +16,7 @@ warning or an error is written when it is emitted, with every line before
 it; a normal stop (SIGTERM, SIGINT, the reactor stopping) writes them all.
 
 C{twistd -n caps} logging to standard output uses L{text_observer} unless
-told otherwise (see L{use_as_twistd_default}); C{twist --log-format json caps}
+told otherwise (see L{twisted_caps.operating.daemon.HostSettings}); C{twist --log-format json caps}
 is Twisted's own JSON; for C{twistd}, use
 C{twistd --logger twisted_caps.serving.logs.json_observer -n caps}.
 
@@ -237,29 +237,6 @@ def text_observer() -> ILogObserver:
 def json_observer() -> ILogObserver:
     """Write every event to standard output as one line of JSON."""
     return BatchedFileLogObserver(sys.stdout, json_line, _reactor(), LOG_DELAY)
-
-
-def use_as_twistd_default(twistd_options: Any) -> None:
-    """
-    Make L{text_observer} C{twistd}'s log observer when it would log to
-    standard output with its own (C{-n} without C{--logfile}, or
-    C{--logfile -}); C{--logger}, C{--syslog} and a log file are left to
-    C{twistd}.
-
-    C{twistd} reads its C{--logger} option after the subcommand's options
-    are parsed, so setting it here is the same as a user passing
-    C{--logger twisted_caps.serving.logs.text_observer}. Options of another runner
-    (C{twist}, tests) are left alone.
-    """
-    try:
-        chosen = (twistd_options["logger"], twistd_options["syslog"])
-        logfile, nodaemon = twistd_options["logfile"], twistd_options["nodaemon"]
-    except (KeyError, TypeError):
-        return
-    # A daemon given --logfile - is twistd's to refuse, in one line.
-    to_stdout = nodaemon and (logfile or "-") == "-"
-    if chosen == (None, False) and to_stdout:
-        twistd_options["logger"] = f"{__name__}.text_observer"
 
 
 class ReopenableLogFile:
