@@ -16,7 +16,9 @@ TESTS = Path(__file__).resolve().parent
 PROJECT = TESTS.parent
 #: The modules of C{tests/} that other test modules may import.
 HELPERS = {"tests.servers", "tests.certificates", "tests.proxy_headers"}
-HEADER = re.compile(r"# -\*- test-case-name: ([\w.]+) -\*-")
+HEADER = re.compile(r"# -\*- test-case-name: ([\w.]+(?:,[\w.]+)*) -\*-")
+#: The packages of the top floor whose modules' tests are named after the package too.
+USER_PACKAGES = ("check", "client", "testing")
 #: Python run before a command in the fast-tier check: it makes opening a
 #: socket or starting a process fail.
 NO_SOCKETS_NO_PROCESSES = """
@@ -167,16 +169,52 @@ class LayoutTests(SynchronousTestCase):
             }
             self.assertEqual(others, set(), path)
 
-    def test_every_module_names_a_test_module_that_exists(self) -> None:
-        """The C{test-case-name} header of each source module points at a real test module."""
+    def test_every_module_names_test_modules_that_exist(self) -> None:
+        """The C{test-case-name} header of each source module lists real test modules."""
         for path in (PROJECT / "twisted_caps").rglob("*.py"):
             if path.name == "__init__.py" and path.parent.name == "twisted_caps":
                 continue  # the package's version and summary: nothing to test
-            match = HEADER.match(path.read_text())
-            self.assertIsNotNone(match, path)
-            assert match is not None
-            named = PROJECT.joinpath(*match.group(1).split(".")).with_suffix(".py")
-            self.assertTrue(named.exists(), f"{path}: {match.group(1)}")
+            for named in named_tests(path):
+                module = PROJECT.joinpath(*named.split(".")).with_suffix(".py")
+                self.assertTrue(module.exists(), f"{path}: {named}")
+
+    def test_a_module_s_tests_are_found_from_its_name(self) -> None:
+        """
+        The tests of C{x.py} are C{tests/test_x.py} or C{tests/unit/test_x.py}
+        (C{test_check_x} for C{check/x.py}, or C{test_check} for the package
+        as a whole), and its header names them first.
+        """
+        for path in (PROJECT / "twisted_caps").rglob("*.py"):
+            if path.name in ("__init__.py", "__main__.py"):
+                continue
+            candidates = expected_tests(path)
+            self.assertIn(named_tests(path)[0], candidates, path)
+            for candidate in candidates[:2]:
+                if PROJECT.joinpath(*candidate.split(".")).with_suffix(".py").exists():
+                    self.assertIn(candidate, named_tests(path), path)
+
+    def test_the_name_rule_would_see_a_misnamed_header(self) -> None:
+        self.assertNotIn("tests.test_tap", expected_tests(PROJECT / "twisted_caps/core/limits.py"))
+        self.assertEqual(
+            expected_tests(PROJECT / "twisted_caps/check/probes.py")[-1], "tests.test_check"
+        )
+
+
+def named_tests(path: Path) -> list[str]:
+    """The test modules C{path}'s first line names."""
+    match = HEADER.match(path.read_text())
+    assert match is not None, f"{path} names no test module in its first line"
+    return match.group(1).split(",")
+
+
+def expected_tests(path: Path) -> list[str]:
+    """The names C{path}'s tests may have, by the rule of C{docs/layout.md}."""
+    package = path.parent.name
+    stem = f"{package}_{path.stem}" if package in USER_PACKAGES else path.stem
+    names = [f"tests.test_{stem}", f"tests.unit.test_{stem}"]
+    if package in USER_PACKAGES:
+        names += [f"tests.test_{package}"]
+    return names
 
 
 class ReadmeTests(SynchronousTestCase):

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls -*-
+# -*- test-case-name: tests.test_tls,tests.adversarial.test_tls -*-
 """
 TLS listeners on which a client's close_notify ends its input the way a
 TCP half-close does.

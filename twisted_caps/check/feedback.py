@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_check_feedback -*-
+# -*- test-case-name: tests.unit.test_check_feedback -*-
 """
 What a failed check tells a student: the bytes sent, the bytes that came
 back and the bytes expected, shortened to one readable line, with the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_check_report -*-
+# -*- test-case-name: tests.unit.test_check_report -*-
 """
 The outcome of a run: one result per check, asserted on by id, printed one
 line each, and written as JSON or as Gradescope's C{results.json}.

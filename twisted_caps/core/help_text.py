@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.unit.test_help_text,tests.test_tap -*-
 """
 The C{--help} of C{twistd caps} and C{caps-client}: paragraphs wrapped to
 the terminal, examples kept line by line, and an output closed early (as

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_loop_guard -*-
+# -*- test-case-name: tests.unit.test_loop_guard -*-
 """
 Recognise another service answering caps' replies, so that one forged
 datagram cannot keep two services bouncing datagrams between them.

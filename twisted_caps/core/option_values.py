@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_option_values -*-
+# -*- test-case-name: tests.unit.test_option_values -*-
 """
 The numbers of the command lines (C{twistd caps}, C{caps-client}): ASCII
 digits in a bounded range, or one usage-error line.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_proxy_header -*-
+# -*- test-case-name: tests.unit.test_proxy_header,tests.adversarial.test_proxy -*-
 """
 Read the PROXY protocol header (HAProxy's C{doc/proxy-protocol.txt},
 versions 1 and 2) at the start of a connection; no I/O.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_datagram -*-
+# -*- test-case-name: tests.unit.test_datagram,tests.adversarial.test_udp -*-
 """
 The UDP capitalization protocol: one reply datagram per datagram received.
 """

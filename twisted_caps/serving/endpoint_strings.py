@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_endpoint_strings,tests.test_tap -*-
 """
 Server endpoint strings (C{tcp:1200}, C{unix:/run/caps.sock}, C{ssl:...},
 C{haproxy:tcp:1200}, C{systemd:...}) checked before anything listens.

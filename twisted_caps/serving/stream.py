@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_stream -*-
+# -*- test-case-name: tests.unit.test_stream,tests.adversarial.test_tcp_stream -*-
 """
 The TCP capitalization protocol: every byte received is answered, in order,
 with its capitalized form as soon as it arrives; and its factory, which holds
