@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_proxy_protocol,tests.test_haproxy,tests.adversarial.test_proxy -*-
+# -*- test-case-name: tests.unit.test_proxy_protocol,tests.test_haproxy -*-
 """
 Listeners behind a load balancer that speaks the PROXY protocol (HAProxy's
 C{send-proxy} / C{send-proxy-v2}), on which the caps protocol sees the
