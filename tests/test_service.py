@@ -79,6 +79,14 @@ class CapsServiceTests(SynchronousTestCase):
         service = CapsService(config_for("--once"), MemoryReactorWithUDP())
         self.assertTrue(service.stream_factory.once)
 
+    def test_status_counts_open_and_accepted_connections(self) -> None:
+        """The SIGUSR2 line's words come from the service that knows them."""
+        service = CapsService(config_for(), MemoryReactorWithUDP())
+        factory = service.stream_factory
+        factory.accepted = 7
+        factory.connections.add(factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 5000)))
+        self.assertEqual(service.status(), "1 TCP connections open, 7 accepted")
+
     def test_stop_closes_every_listener(self) -> None:
         memory = MemoryReactorWithUDP()
         service = CapsService(config_for(), memory)

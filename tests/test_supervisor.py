@@ -53,6 +53,16 @@ def exchange_concurrently(port: int, count: int) -> None:
             client.close()
 
 
+class WorkerStatusTests(SynchronousTestCase):
+    def test_sigusr2_names_every_worker(self) -> None:
+        """The parent's status line says how many workers serve, and which."""
+        daemon, workers = start_workers(self)
+        os.kill(daemon.process.pid, signal.SIGUSR2)
+        pids = " ".join(str(pid) for _, pid in sorted(workers.items()))
+        expected = f"caps: status: pid {daemon.process.pid}, 2 workers (pids {pids}), 0 retiring"
+        wait_for(lambda: expected.encode() in daemon.output)
+
+
 class WorkerMetricsTests(SynchronousTestCase):
     def test_one_scrape_sees_every_worker_labelled(self) -> None:
         daemon, _ = start_workers(self, "--metrics", "tcp:0:interface=127.0.0.1")

@@ -194,23 +194,9 @@ class CapsDaemon(MultiService):
         self.log.info("caps: log file reopened: {path}", path=self.log_file.path)
 
     def status(self) -> None:
-        """SIGUSR2: one line saying what the service is doing."""
-        serving = self.serving
-        if isinstance(serving, WorkersService):
-            self.log.info(
-                "caps: status: pid {pid}, {count} workers (pids {pids}), {retiring} retiring",
-                pid=os.getpid(),
-                count=len(serving.workers),
-                pids=" ".join(str(w.pid) for _, w in sorted(serving.workers.items())) or "none",
-                retiring=len(serving.retiring),
-            )
-            return
-        factory = serving.stream_factory
+        """SIGUSR2: one line saying what the service is doing, in its own words."""
         self.log.info(
-            "caps: status: pid {pid}, {open} TCP connections open, {accepted} accepted",
-            pid=os.getpid(),
-            open=len(factory.connections),
-            accepted=factory.accepted,
+            "caps: status: pid {pid}, {status}", pid=os.getpid(), status=self.serving.status()
         )
 
 

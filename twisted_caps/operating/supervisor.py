@@ -162,6 +162,11 @@ class WorkersService(Service):
         site = metrics_site(self.worker_counters)
         self.metrics_port = self.listeners.listen_for_metrics(self.config.metrics, site)
 
+    def status(self) -> str:
+        """What the workers are doing, for the operator's status line (SIGUSR2)."""
+        pids = " ".join(str(worker.pid) for _, worker in sorted(self.workers.items()))
+        return f"{len(self.workers)} workers (pids {pids or 'none'}), {len(self.retiring)} retiring"
+
     def worker_counters(self) -> list[tuple[str | None, Snapshot]]:
         """The latest counters each running worker reported, labelled by worker index."""
         return [

@@ -208,6 +208,11 @@ class CapsService(Service):
         self._opened("metrics", port)
         return port
 
+    def status(self) -> str:
+        """What this process is doing, for the operator's status line (SIGUSR2)."""
+        factory = self.stream_factory
+        return f"{len(factory.connections)} TCP connections open, {factory.accepted} accepted"
+
     def counters(self) -> Snapshot:
         """A snapshot of this process's counters (see L{twisted_caps.serving.metrics})."""
         return snapshot(self.stream_factory, tuple(self.datagram_protocols))
