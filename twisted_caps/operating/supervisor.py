@@ -53,7 +53,8 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from twisted_caps.operating.worker_process import COUNTERS_PREFIX, READY, RETIRE, encode_spec
+from twisted_caps.operating.parent_pipe import READY
+from twisted_caps.operating.worker_process import COUNTERS_PREFIX, RETIRE, encode_spec
 from twisted_caps.serving.config import CapsConfig
 from twisted_caps.serving.logs import emit_text
 from twisted_caps.serving.metrics import Snapshot, metrics_site
@@ -103,7 +104,7 @@ class WorkerProtocol(ProcessProtocol):
         if line.startswith(COUNTERS_PREFIX):
             self.counters = json.loads(line[len(COUNTERS_PREFIX) :])
             return
-        if line == READY and not self.serving.called:
+        if line == READY.encode() and not self.serving.called:
             self.serving.callback(True)
         text = line.decode("utf-8", "replace")
         relayed = f"caps worker {self.pid}: {text}"
@@ -316,7 +317,7 @@ class WorkersService(Service):
             self.retiring.discard(old)
             return
         if old.transport is not None:
-            old.transport.write(RETIRE)
+            old.transport.write(RETIRE + b"\n")
         self._kill_if_lingering(old, 2 * self.config.shutdown_timeout + KILL_GRACE)
 
     def _kill_if_lingering(self, protocol: WorkerProtocol, delay: float) -> None:

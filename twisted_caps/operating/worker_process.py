@@ -5,10 +5,11 @@ SPEC}, started by L{twisted_caps.operating.supervisor.WorkersService}, never by 
 
 SPEC is JSON: the parent's pid, the service settings, and the listening
 sockets inherited as descriptors. The worker adopts them, logs plain lines
-to stdout (the parent stamps and relays them) ending start-up with
-L{READY}, and stops gracefully on SIGTERM (once: a repeated SIGTERM only
-logs), on end of input on stdin (the parent is gone, however it died), or,
-on Linux, when the kernel sends the parent-death signal.
+to stdout (the parent stamps and relays them) ending start-up with the
+line L{twisted_caps.operating.parent_pipe.READY}, and stops gracefully on
+SIGTERM (once: a repeated SIGTERM only logs), on end of input on stdin
+(the parent is gone, however it died), or, on Linux, when the kernel sends
+the parent-death signal.
 
 When the parent writes L{RETIRE} to its stdin (a reload replaced it), the
 worker closes its copies of the listening sockets (the parent and the other
@@ -20,31 +21,25 @@ SIGHUP, SIGUSR1, SIGUSR2 and SIGINT are the parent's to handle (a terminal's
 Ctrl-C reaches the whole process group): a worker ignores them.
 """
 
-import contextlib
 import ctypes
 import json
 import os
 import signal
 import sys
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
-from twisted.internet.abstract import FileDescriptor
-from twisted.internet.error import ConnectionDone, ReactorNotRunning
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger, globalLogBeginner
-from twisted.python.failure import Failure
 
+from twisted_caps.operating.parent_pipe import READY, ParentPipe, stop_reactor
 from twisted_caps.operating.signals import OperatorSignals
 from twisted_caps.serving.config import CapsConfig
 from twisted_caps.serving.logs import LOG_DELAY, BatchedFileLogObserver, plain_text
 from twisted_caps.serving.service import CapsService, InheritedSocket
 
-#: The line a worker logs once it serves every inherited socket.
-READY = b"caps: ready"
-#: What the parent writes on a worker's stdin to retire it.
-RETIRE = b"retire\n"
+#: What the parent writes on a worker's stdin, as a line, to retire it.
+RETIRE = b"retire"
 #: Signals a worker leaves to its parent.
 PARENT_SIGNALS = (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 #: Seconds between two looks at whether a retiring worker's connections are gone.
@@ -90,42 +85,6 @@ def report_counters(service: CapsService) -> None:
     sys.stdout.flush()
 
 
-class ParentWatch(FileDescriptor):
-    """
-    Read stdin, a pipe the parent holds open: L{RETIRE} retires this worker,
-    and its end of input means the parent has exited, even by SIGKILL, so
-    the reactor stops.
-    """
-
-    def __init__(self, reactor: Any, retire: Callable[[], object]) -> None:
-        super().__init__(reactor)
-        self._reactor = reactor
-        self._retire = retire
-        self._received = b""
-
-    def fileno(self) -> int:
-        return 0
-
-    def doRead(self) -> Failure | BaseException | None:
-        data = os.read(0, 4096)
-        if not data:
-            return ConnectionDone()
-        self._received = (self._received + data)[-len(RETIRE) :]
-        if self._received == RETIRE:
-            self._retire()
-        return None
-
-    def connectionLost(self, reason: Failure) -> None:
-        super().connectionLost(reason)
-        _stop(self._reactor)
-
-
-def _stop(reactor: Any) -> None:
-    """Stop the reactor, unless a signal or the parent already did."""
-    with contextlib.suppress(ReactorNotRunning):
-        reactor.stop()
-
-
 class Retirement:
     """
     A worker's retirement after a reload: stop accepting, wait until the
@@ -162,12 +121,12 @@ class Retirement:
         if drained or self._reactor.seconds() >= self._deadline:
             assert self._watch is not None
             self._watch.stop()
-            _stop(self._reactor)
+            stop_reactor(self._reactor)
 
 
 def die_with_parent(parent: int) -> None:
     """
-    Ask Linux for SIGTERM when the parent dies (a backstop to L{ParentWatch});
+    Ask Linux for SIGTERM when the parent dies (a backstop to L{ParentPipe});
     if the parent died before the request, stop at once.
     """
     try:
@@ -196,8 +155,14 @@ def main(argv: list[str]) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     if reports:
         LoopingCall(report_counters, service).start(COUNTERS_INTERVAL)
-    ParentWatch(reactor, Retirement(service, reactor, config.shutdown_timeout)).startReading()
-    Logger().info(READY.decode())
+    retire = Retirement(service, reactor, config.shutdown_timeout)
+
+    def on_request(request: bytes) -> None:
+        if request == RETIRE:
+            retire()
+
+    ParentPipe(reactor, on_request).startReading()
+    Logger().info(READY)
     reactor.run()
 
 

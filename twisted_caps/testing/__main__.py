@@ -10,22 +10,18 @@ L{twisted_caps.testing.process.ServerReport}).
 """
 
 import json
-import os
 import sys
-import threading
-from collections.abc import Callable
-from contextlib import suppress
 from functools import partial
 from typing import Any
 
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.internet.error import ReactorNotRunning
 from twisted.logger import ILogObserver, LogEvent, globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
 
+from twisted_caps.operating.parent_pipe import READY, ParentPipe
 from twisted_caps.serving.service import CapsService, ListenError
 from twisted_caps.testing.options import caps_config
-from twisted_caps.testing.process import READY, REPORT_PREFIX, REPORT_REQUEST, serving_line
+from twisted_caps.testing.process import REPORT_PREFIX, REPORT_REQUEST, serving_line
 
 
 def main(argv: list[str]) -> None:
@@ -59,7 +55,12 @@ def main(argv: list[str]) -> None:
     print(READY, flush=True)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     answer = partial(_report, service, closed)
-    threading.Thread(target=_read_requests, args=(reactor, answer), daemon=True).start()
+
+    def on_request(request: bytes) -> None:
+        if request + b"\n" == REPORT_REQUEST:
+            answer()
+
+    ParentPipe(reactor, on_request).startReading()
     reactor.run()
 
 
@@ -82,29 +83,6 @@ def _report(service: CapsService, closed: list[dict[str, Any]]) -> None:
     ]
     report = json.dumps({"open": still_open, "closed": closed})
     print(REPORT_PREFIX + report, flush=True)
-
-
-def _read_requests(reactor: Any, report: Callable[[], None]) -> None:
-    """
-    Answer each report request; when the test process closes our standard
-    input, or dies, stop serving.
-    """
-    # os.read, not sys.stdin: a thread blocked inside the buffered reader
-    # holds its lock, and interpreter shutdown would then abort.
-    pending = b""
-    while chunk := os.read(0, 65536):
-        pending += chunk
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            if line + b"\n" == REPORT_REQUEST:
-                reactor.callFromThread(report)
-    reactor.callFromThread(_stop, reactor)
-
-
-def _stop(reactor: Any) -> None:
-    """Stop the reactor, unless a signal already did."""
-    with suppress(ReactorNotRunning):
-        reactor.stop()
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ import time
 from dataclasses import dataclass, field
 
 from twisted_caps.core.addresses import host_port
+from twisted_caps.operating.parent_pipe import READY
 from twisted_caps.testing.address import CapsAddress
 from twisted_caps.testing.options import OptionValue, option_words
 
-READY = "caps: ready"
 #: The line that asks the child for a report, and the prefix of its answer.
 REPORT_REQUEST = b"report\n"
 REPORT_PREFIX = "caps-report "
