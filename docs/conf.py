@@ -15,7 +15,7 @@ extensions = ["myst_parser"]
 source_suffix = {".md": "markdown"}
 root_doc = "index"
 exclude_patterns = ["_build"]
-# Anchors for headings, so pages can link to a section: [](limits.md#workers-n).
+# Anchors for headings, so pages can link to a section: [`--workers N`](limits.md#workers-n).
 myst_heading_anchors = 3
 html_theme = "alabaster"
 html_title = f"twisted-caps {release}"
