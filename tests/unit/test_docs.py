@@ -12,7 +12,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 PROJECT = Path(__file__).resolve().parents[2]
 #: Every Markdown page a reader may open raw.
-PAGES = [*sorted((PROJECT / "docs").glob("*.md")), PROJECT / "README.md"]
+PAGES = [
+    *sorted(path for path in (PROJECT / "docs").rglob("*.md") if "_build" not in path.parts),
+    PROJECT / "README.md",
+]
 #: A Markdown link whose text is empty or blank: C{[](page.md)}.
 EMPTY_LINK = re.compile(r"(?<!!)\[\s*\]\(([^)]*)\)")
 #: A Markdown link or image, its target captured without any C{#anchor}.
@@ -23,11 +26,17 @@ FENCE = re.compile(r"^(`{3,}|~{3,})(\{([\w-]+)\}\s*(\S*))?")
 INCLUDES = {"include", "literalinclude"}
 
 
-def outside_fences(text: str) -> list[tuple[int, str]]:
-    """The numbered lines of C{text} that are prose, not inside a code fence."""
+def fences(text: str) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """
+    The numbered lines of C{text} that are prose, not inside a code fence,
+    and each fence's opening line with its info string (a language, or a
+    directive in braces).
+    """
     prose: list[tuple[int, str]] = []
+    openings: list[tuple[int, str]] = []
     closing: str | None = None
     for number, line in enumerate(text.splitlines(), 1):
+        line = line.lstrip(" ")  # a fence may be indented, in a list
         if closing is not None:
             if line.startswith(closing) and not line.strip(closing[0]).strip():
                 closing = None
@@ -35,9 +44,23 @@ def outside_fences(text: str) -> list[tuple[int, str]]:
         match = FENCE.match(line)
         if match:
             closing = match.group(1)
+            openings.append((number, line[len(closing) :].strip()))
             continue
         prose.append((number, line))
-    return prose
+    return prose, openings
+
+
+def outside_fences(text: str) -> list[tuple[int, str]]:
+    """The numbered lines of C{text} that are prose, not inside a code fence."""
+    return fences(text)[0]
+
+
+def unnamed_fences(text: str) -> list[int]:
+    """
+    The lines of C{text} that open a code block without naming its language:
+    Sphinx would colour it as Python, which a session or an output is not.
+    """
+    return [number for number, info in fences(text)[1] if not info]
 
 
 def empty_links(text: str) -> list[str]:
@@ -55,7 +78,7 @@ def directives(text: str) -> list[tuple[int, str, str, list[str]]]:
     lines = text.splitlines()
     prose_numbers = {number for number, _ in outside_fences(text)}
     for number, line in enumerate(lines, 1):
-        match = FENCE.match(line)
+        match = FENCE.match(line.lstrip(" "))
         if number in prose_numbers or not match or not match.group(2):
             continue
         before: list[str] = []
@@ -97,6 +120,8 @@ def unlinked_toctree_entries(text: str) -> list[str]:
             if FENCE.match(entry):
                 break
             entry = entry.strip()
+            # "Title <page>" names the page in angle brackets.
+            entry = entry[entry.rfind("<") + 1 : -1] if entry.endswith(">") else entry
             if (
                 entry
                 and not entry.startswith(":")
@@ -136,8 +161,15 @@ class CheckTests(SynchronousTestCase):
         self.assertEqual(unlinked_includes(text), ["line 8: {include} ../a.py"])
 
     def test_a_toctree_entry_the_page_does_not_link_is_seen(self) -> None:
-        text = "[UDP](udp.md)\n\n```{toctree}\n:maxdepth: 2\n\nudp\nlimits\n```\n"
-        self.assertEqual(unlinked_toctree_entries(text), ["limits"])
+        text = (
+            "[UDP](udp.md), [API](api/index.md)\n\n```{toctree}\n:maxdepth: 2\n\n"
+            "udp\nlimits\nAPI reference <api/index>\nThe rest <more/index>\n```\n"
+        )
+        self.assertEqual(unlinked_toctree_entries(text), ["limits", "more/index"])
+
+    def test_a_code_block_without_a_language_is_seen(self) -> None:
+        text = "```\ncaps-check --port 1200\n```\n\n```text\ntcp-reply PASS\n```\n"
+        self.assertEqual(unnamed_fences(text), [1])
 
 
 class PageTests(SynchronousTestCase):
@@ -167,3 +199,8 @@ class PageTests(SynchronousTestCase):
             for target in LINK_TARGET.findall(prose):
                 if target and not re.match(r"[a-z]+:", target):
                     self.assertTrue((page.parent / target).exists(), f"{page}: {target}")
+
+    def test_every_code_block_names_its_language(self) -> None:
+        """Sessions are C{console}, scripts C{sh}, output C{text}: none is coloured as Python."""
+        for page in PAGES:
+            self.assertEqual(unnamed_fences(page.read_text()), [], page)
