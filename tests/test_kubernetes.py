@@ -1,6 +1,7 @@
 """
 deploy/kubernetes: the manifest's Deployment runs a valid caps command whose
-TCP and UDP ports the container, its readiness probe and the Service name.
+TCP and UDP ports the container, its readiness probe and the Service name;
+the Dockerfile beside it builds the manifest's image from the source tree.
 """
 
 import os
@@ -12,12 +13,20 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_caps.operating.tap import Options
 from twisted_caps.serving.config import TcpListener
 
-MANIFEST = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "deploy",
-    "kubernetes",
-    "caps.yaml",
-)
+PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MANIFEST = os.path.join(PROJECT, "deploy", "kubernetes", "caps.yaml")
+DOCKERFILE = os.path.join(PROJECT, "deploy", "kubernetes", "Dockerfile")
+#: The command, in the manifest's comments and the docs, that builds the image.
+BUILD = "docker build -f deploy/kubernetes/Dockerfile -t {image} ."
+
+
+def instructions(path: str) -> list[tuple[str, str]]:
+    """The Dockerfile's instructions, as (keyword, arguments), comments left out."""
+    with open(path) as file:
+        lines = [line.strip() for line in file if line.strip() and not line.startswith("#")]
+    return [
+        (keyword, arguments) for keyword, _, arguments in (line.partition(" ") for line in lines)
+    ]
 
 
 def load() -> dict[str, Any]:
@@ -70,3 +79,44 @@ class ManifestTests(SynchronousTestCase):
         self.assertEqual(self.service["spec"]["selector"], labels)
         ports = {(p["port"], p["protocol"]): p["targetPort"] for p in self.service["spec"]["ports"]}
         self.assertEqual(ports, {(1200, "TCP"): "caps-tcp", (1200, "UDP"): "caps-udp"})
+
+
+class ImageTests(SynchronousTestCase):
+    """The image is built from the tree: twisted-caps is on no package index yet."""
+
+    def setUp(self) -> None:
+        self.steps = instructions(DOCKERFILE)
+        [self.container] = load()["Deployment"]["spec"]["template"]["spec"]["containers"]
+
+    def test_copies_the_tree_and_installs_the_copy_with_tls(self) -> None:
+        [copy] = [arguments for keyword, arguments in self.steps if keyword == "COPY"]
+        source, target = copy.split()
+        self.assertEqual(source, ".")
+        runs = [arguments for keyword, arguments in self.steps if keyword == "RUN"]
+        self.assertIn(f"pip install --no-cache-dir '{target}[tls]'", runs)
+        self.assertNotIn("twisted-caps", " ".join(runs))
+
+    def test_writes_the_plugin_cache_before_the_root_file_system_is_read_only(self) -> None:
+        """twistd cannot write its plugin cache in the pod, so the image has it."""
+        self.assertTrue(self.container["securityContext"]["readOnlyRootFilesystem"])
+        keywords = [keyword for keyword, _ in self.steps]
+        cache = self.steps.index(("RUN", "twistd --help > /dev/null"))
+        self.assertLess(cache, keywords.index("USER"))
+
+    def test_runs_as_the_user_the_manifest_names(self) -> None:
+        pod = load()["Deployment"]["spec"]["template"]["spec"]["securityContext"]
+        [user] = [arguments for keyword, arguments in self.steps if keyword == "USER"]
+        self.assertEqual(user, f"{pod['runAsUser']}:{pod['runAsGroup']}")
+
+    def test_the_manifest_and_the_docs_say_how_to_build_its_image(self) -> None:
+        build = BUILD.format(image=self.container["image"])
+        with open(MANIFEST) as file:
+            self.assertIn(f"#   {build}\n", file.read())
+        with open(os.path.join(PROJECT, "docs", "deploying.md")) as file:
+            self.assertIn(f"{build}\n", file.read())
+
+    def test_the_copy_leaves_out_environments_builds_and_git(self) -> None:
+        with open(os.path.join(PROJECT, ".dockerignore")) as file:
+            ignored = file.read().splitlines()
+        for pattern in (".git", ".venv*", "build", "dist", "docs/_build"):
+            self.assertIn(pattern, ignored)

@@ -5,15 +5,18 @@ and setuptools' default editable install does not provide one.
 """
 
 import os
+import re
 import shutil
 import subprocess
 import venv
 import zipfile
+from fnmatch import fnmatch
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
 from tests.servers import course_tcp_client, start_process
+from twisted_caps import __version__
 
 PROJECT = Path(__file__).resolve().parent.parent
 FORBIDDEN = ("twisted/__init__.py", "twisted/plugins/__init__.py")
@@ -50,6 +53,36 @@ class InstalledPluginTests(TestCase):
                 f"pip {argv} failed:\n{done.stdout.decode()}{done.stderr.decode()}"
             )
         return done.stdout.decode()
+
+    def run_in_environment(self, command: list[str], cwd: Path) -> None:
+        """Run C{command} from the new environment's C{bin/} first on C{PATH}, in C{cwd}."""
+        path = f"{self.environment / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        done = subprocess.run(
+            command, capture_output=True, timeout=600, cwd=cwd, env={**ISOLATED, "PATH": path}
+        )
+        if done.returncode:
+            raise AssertionError(f"{command} failed:\n{done.stdout.decode()}{done.stderr.decode()}")
+
+    def copy_of_the_tree(self) -> Path:
+        """The project as a Docker build copies it: without what .dockerignore names."""
+        patterns = [
+            line.removeprefix("**/")
+            for line in (PROJECT / ".dockerignore").read_text().splitlines()
+            if line and not line.startswith("#")
+        ]
+
+        def ignored(folder: str, names: list[str]) -> set[str]:
+            here = Path(folder).relative_to(PROJECT)
+            return {
+                name
+                for name in names
+                for pattern in patterns
+                if fnmatch(name, pattern) or fnmatch((here / name).as_posix(), pattern)
+            }
+
+        copy = Path(self.mktemp()).resolve()
+        shutil.copytree(PROJECT, copy, ignore=ignored)
+        return copy
 
     def twistd_help(self) -> str:
         done = subprocess.run(
@@ -98,9 +131,14 @@ class InstalledPluginTests(TestCase):
         self.assertUninstallRemovesThePlugin()
 
     def test_built_wheel(self) -> None:
-        wheels = Path(self.mktemp()).resolve()
-        self.pip("wheel", "--no-deps", "--wheel-dir", str(wheels), ".")
-        [wheel] = wheels.glob("twisted_caps-*.whl")
+        """The wheel and sdist C{python -m build} makes, as docs/deploying.md builds them."""
+        copy = self.copy_of_the_tree()
+        self.pip("install", "build")
+        self.run_in_environment(["python", "-m", "build"], cwd=copy)
+        [wheel] = (copy / "dist").glob("twisted_caps-*.whl")
+        [sdist] = (copy / "dist").glob("twisted_caps-*.tar.gz")
+        self.assertEqual(wheel.name, f"twisted_caps-{__version__}-py3-none-any.whl")
+        self.assertEqual(sdist.name, f"twisted_caps-{__version__}.tar.gz")
         names = zipfile.ZipFile(wheel).namelist()
         self.assertIn("twisted/plugins/caps_plugin.py", names)
         # Type checkers of users' tests read the test kit's hints (PEP 561),
@@ -112,6 +150,23 @@ class InstalledPluginTests(TestCase):
         self.pip("install", str(wheel))
         self.assertInstalledAndServing()
         self.assertUninstallRemovesThePlugin()
+
+    def test_the_kubernetes_image_installs_from_the_tree(self) -> None:
+        """
+        The Dockerfile's steps, run here: its copy of the tree (without what
+        .dockerignore names), then each RUN, with the new environment's
+        programs for the image's.
+        """
+        copy = self.copy_of_the_tree()
+        self.assertFalse((copy / ".git").exists())
+        self.assertTrue((copy / "twisted_plugins" / "caps_plugin.py").exists())
+        dockerfile = (PROJECT / "deploy" / "kubernetes" / "Dockerfile").read_text()
+        [target] = re.findall(r"^COPY \. (\S+)$", dockerfile, re.MULTILINE)
+        runs = re.findall(r"^RUN (.+)$", dockerfile, re.MULTILINE)
+        self.assertEqual(len(runs), 2)
+        for run in runs:
+            self.run_in_environment(["sh", "-c", run.replace(target, str(copy))], cwd=copy)
+        self.assertInstalledAndServing()
 
     def test_strict_editable_install(self) -> None:
         """
