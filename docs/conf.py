@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_docs_site -*-
 """
 Sphinx configuration of the site: Markdown pages (MyST) in this folder, and
 the API reference, which pydoctor builds from the docstrings into the same
