@@ -420,6 +420,31 @@ def start_workers(
     return daemon, workers
 
 
+def start_unix_workers(case: SynchronousTestCase, path: str, *argv: str) -> Daemon:
+    """
+    Start C{twistd caps --workers 2 --tcp unix:PATH --no-udp} and wait until
+    both workers serve the socket.
+    """
+    command = twistd("--workers", "2", "--tcp", f"unix:{path}", "--no-udp", *argv)
+    daemon = start_process(case, command, expect=())
+    wait_for(lambda: len(running_workers(daemon)) == 2 or daemon.process.poll() is not None)
+    workers = running_workers(daemon)
+    kill_at_cleanup(case, list(workers.values()))
+    ready = [f"caps worker {pid}: caps: ready".encode() for pid in workers.values()]
+    wait_for(lambda: all(line in daemon.output for line in ready))
+    return daemon
+
+
+def unix_exchange(path: str, sentence: bytes) -> bytes:
+    """Connect to the UNIX socket C{path}, send C{sentence}, half-close, read the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(10)
+        client.connect(path)
+        client.sendall(sentence)
+        client.shutdown(socket.SHUT_WR)
+        return read_to_end(client)
+
+
 # Servers written the way students write them, and caps-check run against them.
 
 #: Where caps-check's tests find the servers they check.

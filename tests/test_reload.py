@@ -9,11 +9,13 @@ import random
 import shutil
 import signal
 import socket
+import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
@@ -27,7 +29,9 @@ from tests.servers import (
     exited,
     kill_at_cleanup,
     running_workers,
+    start_unix_workers,
     start_workers,
+    unix_exchange,
     wait_for,
 )
 
@@ -38,6 +42,8 @@ IGNORE_CACHES = shutil.ignore_patterns("__pycache__")
 LOAD_AROUND_RELOAD = 1.0
 #: Seconds a long-lived connection stays open, exchanging lines.
 LONG_LIVED = 0.8
+#: Reloads in a row while clients keep connecting to a UNIX socket.
+RELOAD_STORM = 3
 
 
 def _upper(text: bytes) -> bytes:
@@ -126,6 +132,26 @@ def udp(port: int, stop: threading.Event, counts: LoadCounts) -> None:
             time.sleep(0.005)
 
 
+def short_unix(path: str, stop: threading.Event, counts: LoadCounts) -> None:
+    """Connect to the UNIX socket, send a sentence, half-close, check the reply; again."""
+    rng = random.Random()
+    while not stop.is_set():
+        sentence = f"unix {rng.random()} straße".encode()
+        try:
+            reply = unix_exchange(path, sentence)
+            counts.add("unix ok" if reply == _upper(sentence) else "unix wrong")
+        except OSError as error:
+            counts.add(f"unix {_failure(error)}")
+
+
+RELOAD_DONE = b"caps: reload done: 2 workers replaced"
+
+
+def reloads_or_stop(daemon: Daemon, count: int) -> bool:
+    """Whether C{count} reloads are done, or one stopped (its log says why)."""
+    return daemon.output.count(RELOAD_DONE) >= count or b"reload stopped" in daemon.output
+
+
 def run_load_through(daemon: Daemon, reload: Callable[[], None]) -> Counter[str]:
     """Run the load, call C{reload} once it is under way, keep it up after; return counts."""
     assert daemon.tcp_port and daemon.udp_port
@@ -181,6 +207,43 @@ class WorkersReloadTests(TestCase):
         self.assertNotIn(b"Traceback", output)
         self.assertEqual(output.count(b"caps: retiring: accepting no more"), 2)
         self.assertEqual(daemon.stop(), -signal.SIGTERM)
+
+
+class UnixListenerReloadTests(TestCase):
+    def test_reload_storm_on_a_unix_listener_loses_nothing(self) -> None:
+        """
+        Several SIGHUPs in a row replace the workers of a C{unix:} listener
+        while clients keep connecting through its file: every client gets
+        its exact reply (no ENOENT, refusal or reset), every reload is done,
+        and the file stays until the parent stops, which removes it and its
+        lock (a retiring worker removed the file, so the next worker could
+        not start and new clients found no socket).
+        """
+        folder = tempfile.mkdtemp(prefix="caps-reload-")
+        self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        path = os.path.join(folder, "caps.sock")
+        daemon = start_unix_workers(self, path, "--shutdown-timeout", "5")
+        stop, counts = threading.Event(), LoadCounts()
+        threads = [threading.Thread(target=short_unix, args=(path, stop, counts)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        try:
+            for reload in range(1, RELOAD_STORM + 1):
+                daemon.process.send_signal(signal.SIGHUP)
+                wait_for(partial(reloads_or_stop, daemon, reload))
+                kill_at_cleanup(self, list(running_workers(daemon).values()))
+                self.assertEqual(daemon.output.count(RELOAD_DONE), reload, daemon.output[-2000:])
+                self.assertTrue(os.path.exists(path))
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=30)
+        failures = {outcome: n for outcome, n in counts.counts.items() if outcome != "unix ok"}
+        self.assertEqual(failures, {}, counts.counts)
+        self.assertGreater(counts.counts["unix ok"], 20, counts.counts)
+        self.assertNotIn(b"Traceback", daemon.output)
+        self.assertEqual(daemon.stop(), -signal.SIGTERM)
+        self.assertEqual(os.listdir(folder), [])
 
 
 class UpgradeByReloadTests(TestCase):

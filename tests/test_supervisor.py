@@ -5,9 +5,13 @@ processes, supervised by the twistd process.
 
 import os
 import re
+import shutil
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
@@ -24,10 +28,12 @@ from tests.servers import (
     running_workers,
     scrape,
     start_process,
+    start_unix_workers,
     start_workers,
     traced,
     traced_child,
     twistd,
+    unix_exchange,
     wait_for,
 )
 from twisted_caps.operating.supervisor import WorkersService
@@ -144,6 +150,53 @@ class WorkerProcessTests(TestCase):
         daemon, workers = start_workers(self)
         daemon.stop(signal.SIGKILL)
         wait_for(lambda: all(exited(pid) for pid in workers.values()))
+
+
+class UnixListenerTests(SynchronousTestCase):
+    """A C{unix:} listener shared by workers: its file is the parent's, from start to end."""
+
+    #: Start and stop cycles, run in this many lanes at once, each with its own socket.
+    CYCLES = 20
+    LANES = 2
+
+    def socket_path(self) -> str:
+        """A path in a fresh folder under /tmp: C{sockaddr_un} holds 107 bytes."""
+        folder = tempfile.mkdtemp(prefix="caps-unix-")
+        self.addCleanup(shutil.rmtree, folder, ignore_errors=True)
+        return os.path.join(folder, "caps.sock")
+
+    def start_and_stop(self, path: str, cycles: int) -> None:
+        """Start, exchange once, SIGTERM, and find the folder empty, C{cycles} times."""
+        for cycle in range(cycles):
+            daemon = start_unix_workers(self, path)
+            self.assertEqual(unix_exchange(path, b"cycle %d" % cycle), b"CYCLE %d" % cycle)
+            self.assertEqual(daemon.stop(signal.SIGTERM), -signal.SIGTERM, daemon.output)
+            left = sorted(os.listdir(os.path.dirname(path)))
+            self.assertEqual(left, [], f"cycle {cycle}: {daemon.output.decode(errors='replace')}")
+            self.assertNotIn(b"Traceback", daemon.output)
+
+    def test_start_and_stop_cycles_leave_no_socket_file_or_lock(self) -> None:
+        """
+        SIGTERM stops the parent and both workers; only the parent removes
+        the socket file and its C{.lock}, so no stop leaves either behind
+        (a worker removing the file made the parent's removal fail before
+        it released the lock, and the next start was refused). Two lanes
+        at once keep 20 cycles within half a minute on a busy machine;
+        every wait in a cycle is bounded.
+        """
+        paths = [self.socket_path() for _ in range(self.LANES)]
+        with ThreadPoolExecutor(self.LANES) as lanes:
+            cycles = self.CYCLES // self.LANES
+            for done in [lanes.submit(self.start_and_stop, path, cycles) for path in paths]:
+                done.result()
+
+    def test_workers_keep_the_mode_the_listener_asked_for(self) -> None:
+        """C{mode=600} stays 600 once workers adopt the socket (Twisted would set 666)."""
+        path = self.socket_path()
+        daemon = start_unix_workers(self, f"{path}:mode=600")
+        self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o600)
+        self.assertEqual(unix_exchange(path, b"private"), b"PRIVATE")
+        daemon.stop()
 
 
 class WorkersOptionsTests(SynchronousTestCase):

@@ -18,6 +18,18 @@ when the port stops reading), which C{EPOLLEXCLUSIVE} would refuse. The
 change to propose upstream: a way to ask the epoll reactor for
 C{EPOLLEXCLUSIVE} on a descriptor (Twisted has no ticket for it).
 
+A shared C{unix:} socket is adopted as a L{SharedUNIXPort}: Twisted's
+C{unix.Port}, adopting a descriptor, sets the socket file to mode 0666
+when it starts listening and removes the file when it stops, so the first
+worker a reload retired took the path away from every process still
+serving it (the next worker could not start: no such file), and at
+shutdown the workers and the parent raced to remove it (the loser left
+C{PATH.lock} behind); and it shuts the socket down when it stops, which
+ends it for every process sharing it. The file belongs to the process that bound it,
+which removes it, and its lock, when it stops for good. The change to
+propose upstream: C{adoptStreamPort} leaving an adopted socket's file
+alone (Twisted has no ticket for it either).
+
 A woken worker accepts as Twisted's port always does, up to 100
 connections (more, adaptively) per wake-up: one trip round the reactor
 per connection instead costs a worker a third of its connection rate
@@ -28,12 +40,41 @@ it is waiting, and one that starts waiting, or a restarted worker
 registering the socket, finds a non-empty queue ready.
 """
 
+import contextlib
+import os
 import select
+import socket
+import stat
 from typing import Any
 
+from twisted.internet import tcp, unix
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.protocol import Factory
+from twisted.python.failure import Failure
+
+
+class SharedUNIXPort(unix.Port):
+    """
+    A listening C{unix:} socket adopted from the process that bound it: its
+    file keeps the mode and the life that process gave it.
+    """
+
+    #: Close without C{shutdown}: shutting a shared listening socket down
+    #: ends it for every process holding it (clients get ECONNREFUSED).
+    #: Twisted's C{tcp.Port} spares an adopted socket so; C{unix.Port} does not.
+    _shouldShutdown = False
+
+    def startListening(self) -> None:
+        """Listen, leaving the file's mode as it is (Twisted sets its own, 0666)."""
+        # A file gone: Twisted's chmod says so, as a failure to listen.
+        with contextlib.suppress(OSError):
+            self.mode = stat.S_IMODE(os.stat(self._bindPath).st_mode)
+        super().startListening()
+
+    def connectionLost(self, reason: Failure) -> None:
+        """Close this process's copy; the file and its lock are the binder's to remove."""
+        tcp.Port.connectionLost(self, reason)
 
 
 def adopt_shared_stream_port(
@@ -41,9 +82,15 @@ def adopt_shared_stream_port(
 ) -> IListeningPort:
     """
     Listen on the shared, non-blocking listening socket C{fd} of C{family}
-    (the reactor's public C{adoptStreamPort}), waking one waiter per connection.
+    (the reactor's public C{adoptStreamPort}, a L{SharedUNIXPort} for
+    C{AF_UNIX}), waking one waiter per connection.
     """
-    port: IListeningPort = reactor.adoptStreamPort(fd, family, factory)
+    port: IListeningPort
+    if family == socket.AF_UNIX:
+        port = SharedUNIXPort._fromListeningDescriptor(reactor, fd, factory)
+        port.startListening()
+    else:
+        port = reactor.adoptStreamPort(fd, family, factory)
     wake_one_waiter(reactor, port)
     return port
 
