@@ -12,7 +12,15 @@ import subprocess
 
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.servers import BIN, Daemon, logged_ports, require_program, twistd, wait_for
+from tests.servers import (
+    BIN,
+    Daemon,
+    logged_ports,
+    read_to_end,
+    require_program,
+    twistd,
+    wait_for,
+)
 
 UNITS = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "deploy", "systemd"
@@ -116,6 +124,102 @@ class SocketActivationTests(TestCase):
         self.assertEqual(reply, b"HELLO SYSTEMD")
         wait_for(lambda: {"TCP", "UDP"} <= set(logged_ports(daemon.output)))
         self.assertEqual(logged_ports(daemon.output)["TCP"], port)
+
+
+def activated(
+    case: TestCase, listen: str, *argv: str, activate_options: tuple[str, ...] = ()
+) -> Daemon:
+    """
+    Run C{systemd-socket-activate --listen LISTEN twistd -n caps ARGV --no-udp}
+    (without C{--fdname} among C{activate_options}, no C{LISTEN_FDNAMES}),
+    once it listens; caps starts on the first connection, which waits in the
+    backlog.
+    """
+    activate = require_program("systemd-socket-activate")
+    log_path = os.path.abspath(case.mktemp())
+    command = [activate, "--listen", listen, *activate_options, *twistd(*argv, "--no-udp")]
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+    daemon = Daemon(process, log_path)
+    case.addCleanup(daemon.stop)
+    wait_for(lambda: b"Listening on " in daemon.output)
+    return daemon
+
+
+def exchange(port: int, sentence: bytes) -> bytes:
+    """Send C{sentence} to 127.0.0.1:C{port}, half-close, return the reply."""
+    with socket.create_connection((HOST, port), timeout=15) as client:
+        client.sendall(sentence)
+        client.shutdown(socket.SHUT_WR)
+        return read_to_end(client)
+
+
+class ActivationWithoutNamesTests(TestCase):
+    """Sockets as C{systemd-socket-activate} passes them: no names, the family it chose."""
+
+    def test_index_0_is_served_without_names(self) -> None:
+        port = unused_tcp_port()
+        daemon = activated(self, f"{HOST}:{port}", "--tcp", "systemd:domain=INET:index=0")
+        self.assertEqual(exchange(port, b"no names"), b"NO NAMES")
+        wait_for(lambda: b"caps: 127.0.0.1 closed after" in daemon.output)
+        self.assertIn(f"caps: serving TCP on {HOST}:{port}\n".encode(), daemon.output)
+
+    def test_a_dual_stack_socket_is_served_as_ipv6_and_limits_one_peer(self) -> None:
+        """
+        C{-l PORT} binds C{[::]}; with C{domain=INET} caps served it as IPv4,
+        logged scrambled addresses with a scope id and, each connection
+        looking like a new peer, let C{--max-per-peer 1} admit two from one
+        client. Served as the kernel says, one client is one peer. (The
+        socket is named, so this holds apart from the names.)
+        """
+        port = unused_tcp_port()
+        daemon = activated(
+            self,
+            str(port),
+            "--tcp",
+            "systemd:domain=INET:name=caps",
+            "--max-per-peer",
+            "1",
+            activate_options=("--fdname=caps",),
+        )
+        with socket.create_connection((HOST, port), timeout=15) as first:
+            first.sendall(b"first\n")
+            self.assertEqual(first.recv(1024), b"FIRST\n")
+            with socket.create_connection((HOST, port), timeout=15) as second:
+                second.sendall(b"second\n")
+                self.assertEqual(read_to_end(second), b"")
+            first.sendall(b"still\n")
+            self.assertEqual(first.recv(1024), b"STILL\n")
+        wait_for(lambda: b"caps: ::ffff:127.0.0.1 closed after" in daemon.output)
+        output = daemon.output
+        self.assertIn(f"caps: serving TCP on [::]:{port}\n".encode(), output)
+        refused = b"caps: refused a connection from ::ffff:127.0.0.1: max-per-peer reached"
+        self.assertEqual(output.count(refused), 1, output)
+        self.assertEqual(output.count(b"caps: ::ffff:127.0.0.1 closed after"), 1, output)
+        self.assertNotIn(b"%", output.partition(b"caps: open files")[2])
+
+    def test_a_datagram_socket_is_refused_in_one_line(self) -> None:
+        port = unused_tcp_port()
+        daemon = activated(
+            self,
+            f"{HOST}:{port}",
+            "--tcp",
+            "systemd:domain=INET:index=0",
+            activate_options=("--datagram",),
+        )
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+            client.sendto(b"wake", (HOST, port))
+        self.assertEqual(daemon.process.wait(timeout=30), 1)
+        caps_lines = [line for line in daemon.output.splitlines() if line.startswith(b"caps:")]
+        self.assertEqual(
+            caps_lines,
+            [
+                b"caps: --tcp systemd:domain=INET:index=0: inherited socket 3 is a datagram"
+                b" socket: --tcp takes a listening stream socket (caps binds UDP itself:"
+                b" --udp) (see --help)"
+            ],
+        )
+        self.assertNotIn(b"Traceback", daemon.output)
 
 
 class MissingSocketTests(TestCase):

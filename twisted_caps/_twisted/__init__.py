@@ -32,8 +32,14 @@ Twisted without it, and the upstream ticket that would retire it.
     processes wakes one waiting worker per connection (C{EPOLLEXCLUSIVE}).
     Reads the epoll reactor's C{_poller}, C{_reads} and C{_writes}.
     Fallback: any other reactor, or a kernel without the flag, keeps
-    Twisted's registration, which wakes every waiting worker. No upstream
-    ticket yet: the text to file is in C{docs/twisted.md}.
+    Twisted's registration, which wakes every waiting worker. A shared
+    C{unix:} socket is adopted as a C{unix.Port} subclass (through
+    C{_fromListeningDescriptor}, reading C{_bindPath}, setting
+    C{_shouldShutdown}) that leaves the socket, its file and the file's
+    mode to the parent that bound it. Fallback: none; a renamed
+    C{_fromListeningDescriptor} fails C{unix:} workers, and
+    C{tests/test_reload.py} and C{tests/test_supervisor.py} with them. No
+    upstream ticket yet: the texts to file are in C{docs/twisted.md}.
   - L{twisted_caps._twisted.lean_server}: accepted TCP connections whose
     log prefix and C{repr} are made when read, not at every accept (165
     bytes an idle connection keeps), and whose reads grow to 256 KiB while
@@ -77,7 +83,7 @@ which changed between releases). L{twisted_caps.serving.proxy_protocol} needs no
 fence either: it wraps the protocol with Twisted's public
 C{ProtocolWrapper} and parses the header itself
 (L{twisted_caps.core.proxy_header}), where it once imported the private parsers
-of C{twisted.protocols.haproxy}. The systemd endpoint that needs
-C{LISTEN_FDNAMES} is a documented limit, not a private read; its ticket
-text is in C{docs/twisted.md} too.
+of C{twisted.protocols.haproxy}. L{twisted_caps.serving.systemd_sockets}
+replaces Twisted's C{systemd:} endpoint with public names only; its
+ticket text is in C{docs/twisted.md} too.
 """

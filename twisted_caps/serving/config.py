@@ -11,6 +11,8 @@ from twisted.internet import endpoints
 from twisted.internet.interfaces import IStreamServerEndpoint
 
 from twisted_caps.core.addresses import host_port
+from twisted_caps.serving.endpoint_strings import EndpointString
+from twisted_caps.serving.systemd_sockets import systemd_endpoint
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,8 @@ class TcpListener:
         C{haproxy:ssl:}).
 
         @raise ValueError: with a one-line explanation, for an unknown type,
-            a bad argument, an unreadable file or a missing systemd socket.
+            a bad argument, an unreadable file, or a systemd socket missing
+            or unfit (see L{twisted_caps.serving.systemd_sockets}).
         """
         if self.description.startswith("haproxy:"):
             from twisted_caps.serving.proxy_protocol import ProxyProtocolReactor
@@ -46,17 +49,26 @@ class TcpListener:
                     raise
                 raise ValueError("TLS needs pyOpenSSL: pip install 'twisted-caps[tls]'") from None
             reactor = HalfCloseTLSReactor(reactor, self.description)
+        if self.description.startswith("systemd:"):
+            return _systemd_endpoint(reactor, self.description)
         try:
             endpoint: IStreamServerEndpoint = endpoints.serverFromString(reactor, self.description)
-        except IndexError:
-            raise ValueError(
-                "no such inherited socket (start the service through systemd socket activation)"
-            ) from None
-        except KeyError as error:
-            raise ValueError(f"no inherited socket named {error}") from None
         except Exception as error:
             raise ValueError(str(error)) from None
         return endpoint
+
+
+def _systemd_endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """
+    The endpoint of a C{systemd:} listener, found as C{sd_listen_fds(3)} finds
+    it and adopted with the family the kernel reports: Twisted's own needs
+    C{LISTEN_FDNAMES} and trusts C{domain=}.
+    """
+    values = EndpointString.split(description).parameters(("domain", "index", "name"))
+    endpoint: IStreamServerEndpoint = systemd_endpoint(
+        reactor, values.get("index"), values.get("name")
+    )
+    return endpoint
 
 
 @dataclass(frozen=True)
