@@ -67,9 +67,11 @@ class SharedUNIXPort(unix.Port):
 
     def startListening(self) -> None:
         """Listen, leaving the file's mode as it is (Twisted sets its own, 0666)."""
+        # Twisted 24.7 keeps the path in port, later ones in _bindPath.
+        path = getattr(self, "_bindPath", self.port)
         # A file gone: Twisted's chmod says so, as a failure to listen.
         with contextlib.suppress(OSError):
-            self.mode = stat.S_IMODE(os.stat(self._bindPath).st_mode)
+            self.mode = stat.S_IMODE(os.stat(path).st_mode)
         super().startListening()
 
     def connectionLost(self, reason: Failure) -> None:
