@@ -15,6 +15,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from tests.servers import (
     BIN,
     Daemon,
+    closed_within,
     logged_ports,
     read_to_end,
     require_program,
@@ -219,6 +220,30 @@ class ActivationWithoutNamesTests(TestCase):
                 b" --udp) (see --help)"
             ],
         )
+        self.assertNotIn(b"Traceback", daemon.output)
+
+    def test_a_connection_is_refused_in_one_line(self) -> None:
+        """C{--accept} passes each connection, not the listening socket: one line, no traceback."""
+        port = unused_tcp_port()
+        daemon = activated(
+            self,
+            f"{HOST}:{port}",
+            "--tcp",
+            "systemd:domain=INET:index=0",
+            activate_options=("--accept",),
+        )
+        with socket.create_connection((HOST, port), timeout=15) as client:
+            client.sendall(b"accepted")
+            client.shutdown(socket.SHUT_WR)
+            self.assertEqual(closed_within(client, 15), b"")
+        line = (
+            b"caps: --tcp systemd:domain=INET:index=0: inherited socket 3 is not listening"
+            b" (a connection, as with systemd-socket-activate --accept, cannot be served"
+            b" as a listener) (see --help)"
+        )
+        wait_for(lambda: line in daemon.output)
+        caps_lines = [line for line in daemon.output.splitlines() if line.startswith(b"caps:")]
+        self.assertEqual(caps_lines, [line])
         self.assertNotIn(b"Traceback", daemon.output)
 
 
