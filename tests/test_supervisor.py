@@ -152,6 +152,25 @@ class WorkerProcessTests(TestCase):
         wait_for(lambda: all(exited(pid) for pid in workers.values()))
 
 
+class InheritedFamilyTests(SynchronousTestCase):
+    def test_workers_serve_an_ipv6_socket_as_ipv6(self) -> None:
+        """
+        The parent hands its sockets over with the family the kernel reports:
+        workers name an IPv6 listener and its clients as IPv6, never as
+        scrambled IPv4.
+        """
+        command = twistd("--workers", "2", "--tcp", "tcp6:0:interface=\\:\\:1", "--no-udp")
+        daemon = start_process(self, command, expect=("TCP",))
+        wait_for(lambda: daemon.output.count(b": caps: ready") == 2)
+        kill_at_cleanup(self, list(running_workers(daemon).values()))
+        with socket.create_connection(("::1", daemon.tcp_port or 0), timeout=10) as client:
+            client.sendall(b"six\n")
+            self.assertEqual(client.recv(1024), b"SIX\n")
+        wait_for(lambda: re.search(rb"caps worker \d+: caps: ::1 closed after", daemon.output))
+        serving = re.findall(rb"caps worker \d+: caps: serving TCP on (\S+)", daemon.output)
+        self.assertEqual(serving, [f"[::1]:{daemon.tcp_port}".encode()] * 2)
+
+
 class UnixListenerTests(SynchronousTestCase):
     """A C{unix:} listener shared by workers: its file is the parent's, from start to end."""
 
