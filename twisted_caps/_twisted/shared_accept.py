@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_shared_accept -*-
+# -*- test-case-name: tests.test_shared_accept,tests.test_supervisor,tests.test_reload -*-
 """
 Adopt a listening socket that several worker processes share, so that a
 connection wakes one of the workers waiting on it, not all of them.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_config -*-
+# -*- test-case-name: tests.unit.test_config,tests.test_systemd -*-
 """
 The service's configuration: built once from the command line, then handed
 down unchanged.

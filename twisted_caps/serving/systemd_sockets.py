@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.unit.test_systemd_sockets -*-
+# -*- test-case-name: tests.unit.test_systemd_sockets,tests.test_systemd -*-
 """
 C{systemd:} listeners: sockets inherited through socket activation, found
 as C{sd_listen_fds(3)} finds them and served as the kernel says they are.
