@@ -9,6 +9,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+from functools import partial
 
 from twisted.trial.unittest import SkipTest, TestCase
 
@@ -56,9 +57,11 @@ def exec_start_on_loopback() -> list[str]:
     return command
 
 
-def unused_tcp_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
+def unused_tcp_port(host: str | None = HOST) -> int:
+    """A TCP port free on C{host}, or on C{[::]} and so on every address for None."""
+    family = socket.AF_INET6 if host is None else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.bind((host or "::", 0))
         return int(probe.getsockname()[1])
 
 
@@ -127,24 +130,43 @@ class SocketActivationTests(TestCase):
         self.assertEqual(logged_ports(daemon.output)["TCP"], port)
 
 
+#: Ports drawn for an activation before giving up: another program may bind one first.
+ACTIVATION_ATTEMPTS = 3
+
+
+def listening_or_exited(daemon: Daemon) -> bool:
+    """Whether the activator listens, or has exited (its output says why)."""
+    return b"Listening on " in daemon.output or daemon.process.poll() is not None
+
+
 def activated(
-    case: TestCase, listen: str, *argv: str, activate_options: tuple[str, ...] = ()
-) -> Daemon:
+    case: TestCase,
+    host: str | None,
+    *argv: str,
+    activate_options: tuple[str, ...] = (),
+) -> tuple[Daemon, int]:
     """
-    Run C{systemd-socket-activate --listen LISTEN twistd -n caps ARGV --no-udp}
-    (without C{--fdname} among C{activate_options}, no C{LISTEN_FDNAMES}),
-    once it listens; caps starts on the first connection, which waits in the
-    backlog.
+    Run C{systemd-socket-activate --listen [HOST:]PORT twistd -n caps ARGV
+    --no-udp} on a free port (without C{--fdname} among C{activate_options},
+    no C{LISTEN_FDNAMES}; without C{host}, C{[::]}), once it listens; caps
+    starts on the first connection, which waits in the backlog. A port
+    another program took meanwhile is drawn again.
     """
     activate = require_program("systemd-socket-activate")
-    log_path = os.path.abspath(case.mktemp())
-    command = [activate, "--listen", listen, *activate_options, *twistd(*argv, "--no-udp")]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    daemon = Daemon(process, log_path)
-    case.addCleanup(daemon.stop)
-    wait_for(lambda: b"Listening on " in daemon.output)
-    return daemon
+    for _ in range(ACTIVATION_ATTEMPTS):
+        port = unused_tcp_port(host)
+        listen = str(port) if host is None else f"{host}:{port}"
+        log_path = os.path.abspath(case.mktemp())
+        command = [activate, "--listen", listen, *activate_options, *twistd(*argv, "--no-udp")]
+        with open(log_path, "wb") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
+        daemon = Daemon(process, log_path)
+        case.addCleanup(daemon.stop)
+        wait_for(partial(listening_or_exited, daemon))
+        if b"Listening on " in daemon.output:
+            return daemon, port
+        case.assertIn(b"Address already in use", daemon.output)
+    case.fail(f"no free port in {ACTIVATION_ATTEMPTS} attempts")
 
 
 def exchange(port: int, sentence: bytes) -> bytes:
@@ -159,8 +181,7 @@ class ActivationWithoutNamesTests(TestCase):
     """Sockets as C{systemd-socket-activate} passes them: no names, the family it chose."""
 
     def test_index_0_is_served_without_names(self) -> None:
-        port = unused_tcp_port()
-        daemon = activated(self, f"{HOST}:{port}", "--tcp", "systemd:domain=INET:index=0")
+        daemon, port = activated(self, HOST, "--tcp", "systemd:domain=INET:index=0")
         self.assertEqual(exchange(port, b"no names"), b"NO NAMES")
         wait_for(lambda: b"caps: 127.0.0.1 closed after" in daemon.output)
         self.assertIn(f"caps: serving TCP on {HOST}:{port}\n".encode(), daemon.output)
@@ -173,10 +194,9 @@ class ActivationWithoutNamesTests(TestCase):
         client. Served as the kernel says, one client is one peer. (The
         socket is named, so this holds apart from the names.)
         """
-        port = unused_tcp_port()
-        daemon = activated(
+        daemon, port = activated(
             self,
-            str(port),
+            None,
             "--tcp",
             "systemd:domain=INET:name=caps",
             "--max-per-peer",
@@ -200,10 +220,9 @@ class ActivationWithoutNamesTests(TestCase):
         self.assertNotIn(b"%", output.partition(b"caps: open files")[2])
 
     def test_a_datagram_socket_is_refused_in_one_line(self) -> None:
-        port = unused_tcp_port()
-        daemon = activated(
+        daemon, port = activated(
             self,
-            f"{HOST}:{port}",
+            HOST,
             "--tcp",
             "systemd:domain=INET:index=0",
             activate_options=("--datagram",),
@@ -224,10 +243,9 @@ class ActivationWithoutNamesTests(TestCase):
 
     def test_a_connection_is_refused_in_one_line(self) -> None:
         """C{--accept} passes each connection, not the listening socket: one line, no traceback."""
-        port = unused_tcp_port()
-        daemon = activated(
+        daemon, port = activated(
             self,
-            f"{HOST}:{port}",
+            HOST,
             "--tcp",
             "systemd:domain=INET:index=0",
             activate_options=("--accept",),
