@@ -7,6 +7,7 @@ import configparser
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 from functools import partial
@@ -16,6 +17,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from tests.servers import (
     BIN,
     Daemon,
+    alive,
     closed_within,
     logged_ports,
     read_to_end,
@@ -134,6 +136,13 @@ class SocketActivationTests(TestCase):
 ACTIVATION_ATTEMPTS = 3
 
 
+def stop_if_alive(pid: int) -> None:
+    """SIGTERM process C{pid}, a daemon, unless it is gone; wait until it is."""
+    if alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: not alive(pid))
+
+
 def listening_or_exited(daemon: Daemon) -> bool:
     """Whether the activator listens, or has exited (its output says why)."""
     return b"Listening on " in daemon.output or daemon.process.poll() is not None
@@ -144,10 +153,11 @@ def activated(
     host: str | None,
     *argv: str,
     activate_options: tuple[str, ...] = (),
+    twistd_options: tuple[str, ...] = ("--nodaemon", "--pidfile="),
 ) -> tuple[Daemon, int]:
     """
-    Run C{systemd-socket-activate --listen [HOST:]PORT twistd -n caps ARGV
-    --no-udp} on a free port (without C{--fdname} among C{activate_options},
+    Run C{systemd-socket-activate --listen [HOST:]PORT twistd TWISTD_OPTIONS
+    caps ARGV --no-udp} on a free port (without C{--fdname} among C{activate_options},
     no C{LISTEN_FDNAMES}; without C{host}, C{[::]}), once it listens; caps
     starts on the first connection, which waits in the backlog. A port
     another program took meanwhile is drawn again.
@@ -157,7 +167,8 @@ def activated(
         port = unused_tcp_port(host)
         listen = str(port) if host is None else f"{host}:{port}"
         log_path = os.path.abspath(case.mktemp())
-        command = [activate, "--listen", listen, *activate_options, *twistd(*argv, "--no-udp")]
+        server = [os.path.join(BIN, "twistd"), *twistd_options, "caps", *argv, "--no-udp"]
+        command = [activate, "--listen", listen, *activate_options, *server]
         with open(log_path, "wb") as log:
             process = subprocess.Popen(command, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
         daemon = Daemon(process, log_path)
@@ -185,6 +196,26 @@ class ActivationWithoutNamesTests(TestCase):
         self.assertEqual(exchange(port, b"no names"), b"NO NAMES")
         wait_for(lambda: b"caps: 127.0.0.1 closed after" in daemon.output)
         self.assertIn(f"caps: serving TCP on {HOST}:{port}\n".encode(), daemon.output)
+
+    def test_a_daemonized_twistd_serves_the_socket_after_its_fork(self) -> None:
+        """
+        C{LISTEN_PID} names the process systemd started; the daemon that
+        serves is its forked child, which finds the socket all the same.
+        """
+        folder = os.path.abspath(self.mktemp())
+        os.makedirs(folder)
+        pidfile = os.path.join(folder, "caps.pid")
+        options = ("--pidfile", pidfile, "--logfile", os.path.join(folder, "caps.log"))
+        daemon, port = activated(
+            self, HOST, "--tcp", "systemd:domain=INET:index=0", twistd_options=options
+        )
+        self.assertEqual(exchange(port, b"after the fork"), b"AFTER THE FORK")
+        wait_for(lambda: os.path.exists(pidfile))
+        with open(pidfile) as file:
+            served_by = int(file.read())
+        self.addCleanup(stop_if_alive, served_by)
+        self.assertEqual(daemon.process.wait(timeout=30), 0)
+        self.assertNotEqual(served_by, daemon.process.pid)
 
     def test_a_dual_stack_socket_is_served_as_ipv6_and_limits_one_peer(self) -> None:
         """
