@@ -10,6 +10,7 @@ from twisted_caps.operating.tap import Options, makeService
 from twisted_caps.serving.config import UdpListener
 from twisted_caps.serving.datagram import MAX_UDP_PAYLOAD
 from twisted_caps.serving.endpoint_strings import with_default_backlog
+from twisted_caps.serving.listeners import stream_endpoint
 from twisted_caps.serving.service import CapsService
 
 
@@ -27,7 +28,7 @@ class OptionsTests(SynchronousTestCase):
         config = parse().config
         [tcp] = config.tcp
         self.assertEqual(tcp.description, "tcp:1200:interface=0.0.0.0:backlog=1024")
-        self.assertIsInstance(tcp.endpoint(reactor), TCP4ServerEndpoint)
+        self.assertIsInstance(stream_endpoint(tcp, reactor), TCP4ServerEndpoint)
         self.assertEqual(config.udp, (UdpListener("", 1200),))
         self.assertFalse(config.once)
 
@@ -38,7 +39,7 @@ class OptionsTests(SynchronousTestCase):
 
     def test_ipv6_interface_uses_a_tcp6_endpoint(self) -> None:
         config = parse("--interface", "::").config
-        self.assertIsInstance(config.tcp[0].endpoint(reactor), TCP6ServerEndpoint)
+        self.assertIsInstance(stream_endpoint(config.tcp[0], reactor), TCP6ServerEndpoint)
         self.assertEqual(str(config.udp[0]), "[::]:1200")
 
     def test_tcp_endpoints_replace_the_default_and_repeat(self) -> None:
@@ -47,7 +48,7 @@ class OptionsTests(SynchronousTestCase):
             [t.description for t in config.tcp],
             ["tcp:5000:backlog=1024", "unix:/tmp/caps.sock:backlog=1024"],
         )
-        self.assertIsInstance(config.tcp[1].endpoint(reactor), UNIXServerEndpoint)
+        self.assertIsInstance(stream_endpoint(config.tcp[1], reactor), UNIXServerEndpoint)
 
     def test_udp_addresses(self) -> None:
         config = parse("--udp", "5000", "--udp", "127.0.0.1:5001", "--udp", "[::1]:5002").config

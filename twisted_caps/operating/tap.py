@@ -23,6 +23,7 @@ from twisted_caps.operating.daemon import CapsDaemon, HostSettings
 from twisted_caps.operating.supervisor import WorkersService
 from twisted_caps.serving import endpoint_strings
 from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
+from twisted_caps.serving.listeners import stream_endpoint
 from twisted_caps.serving.service import CapsService
 
 DEFAULT_PORT = 1200
@@ -268,7 +269,7 @@ def parse_tcp_listener(description: str, option: str, backlog: int | None = None
         if backlog is not None:
             queued = endpoint_strings.with_default_backlog(description, backlog)
         listener = TcpListener(queued)
-        listener.endpoint(reactor)
+        stream_endpoint(listener, reactor)
     except ValueError as error:
         raise usage.UsageError(f"{option} {description}: {error}") from None
     return listener

@@ -30,6 +30,7 @@ from twisted_caps.core.limits import DATAGRAM_READ_SIZE, ConnectionLimits, Datag
 from twisted_caps.serving import endpoint_strings
 from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.serving.datagram import CapsDatagramProtocol
+from twisted_caps.serving.listeners import stream_endpoint
 from twisted_caps.serving.metrics import Snapshot, metrics_site, snapshot
 from twisted_caps.serving.open_files import raise_open_files_limit
 from twisted_caps.serving.stream import CapsStreamFactory
@@ -204,7 +205,7 @@ class CapsService(Service):
 
     def listen_for_metrics(self, listener: TcpListener, site: Site) -> IListeningPort:
         """Serve C{site} on C{listener}; it is closed with the other listeners."""
-        port = _synchronous_result(listener.endpoint(self._reactor).listen(site))
+        port = _synchronous_result(stream_endpoint(listener, self._reactor).listen(site))
         self._opened("metrics", port)
         return port
 
@@ -295,7 +296,9 @@ class CapsService(Service):
         if number is not None:
             listener = TcpListener(endpoint_strings.with_port(listener.description, number))
         with _opening(f"TCP {listener.description}", number is not None):
-            port = _synchronous_result(listener.endpoint(self._reactor).listen(self.stream_factory))
+            port = _synchronous_result(
+                stream_endpoint(listener, self._reactor).listen(self.stream_factory)
+            )
         summarize_accept_errors(port, self.stream_factory.count_lack_of_files, self._reactor)
         use_lean_server(port)
         return port
