@@ -1,0 +1,281 @@
+"""
+caps-check against a corpus of the servers students write (one file each
+in C{tests/student_servers/}, each pattern named there with where it is
+common): every check of both profiles is compared with a verdict decided
+by hand, by reading the server and the check's definition, and written
+below. Each server is graded as an autograder grades it (started per
+profile with L{twisted_caps.check.grade_server}, its port on its command
+line), in bounded time and memory, and nothing it started survives.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
+
+from tests.servers import REQUIRE_TOOLS, wait_for
+from twisted_caps.check import PROFILES, select_checks
+from twisted_caps.check.target import Transport
+
+STUDENT_SERVERS = Path(__file__).resolve().parent / "student_servers"
+#: The checks, in the columns of the rows below.
+TCP_COLUMNS = (
+    "tcp-reply",
+    "tcp-sentences",
+    "tcp-concurrent",
+    "unicode",
+    "split-multibyte",
+    "invalid-utf8",
+    "no-framing",
+    "stream",
+    "half-close",
+    "tcp-survives-reset",
+)
+UDP_COLUMNS = ("udp-reply", "udp-independent", "udp-empty", "udp-large")
+#: Seconds each wait of a check may last, and a server may take to listen.
+TIMEOUT = 2.0
+STARTUP_TIMEOUT = 10.0
+#: Bounds on grading one server with both profiles: wall clock, and the
+#: peak resident memory of the checker (or of the server, if larger).
+MOST_SECONDS = 75
+MOST_KIB = 200 * 1024
+#: Servers graded at the same time: most of a run is waiting.
+PARALLEL = 4
+
+
+@dataclass(frozen=True)
+class Student:
+    """A corpus server: its file's name, the transports it serves, its hand verdicts."""
+
+    name: str
+    transports: tuple[Transport, ...]
+    #: One letter per column (P passes, F fails), in TCP_COLUMNS or UDP_COLUMNS order.
+    verdicts: str
+
+    @property
+    def path(self) -> Path:
+        return STUDENT_SERVERS / f"{self.name}.py"
+
+    def hand_verdicts(self) -> dict[str, bool]:
+        columns = TCP_COLUMNS if self.transports == ("tcp",) else UDP_COLUMNS
+        letters = self.verdicts.split()
+        assert len(letters) == len(columns), self.name
+        return {check: letter == "P" for check, letter in zip(columns, letters, strict=True)}
+
+
+# The hand verdicts. A verdict is what is true of the server (started
+# fresh), whatever checks ran before: the same in both profiles.
+#
+#                   reply sentences concurrent unicode split invalid no-framing stream half reset
+PYTHON3_TCP = (
+    # Iterative; one recv(1024) per connection, strict decode: the first half
+    # of a split 'ß' and invalid UTF-8 raise UnicodeDecodeError and end it;
+    # one read cannot answer 1 MiB or the rest after a half-close; no try.
+    Student("textbook_tcp", ("tcp",), "P P F P F F P F F F"),
+    # The same with the port typed in (12000): nothing on the given port.
+    Student("textbook_fixed_port", ("tcp",), "F F F F F F F F F F"),
+    # select() with bytes.upper() and a try around recv and send: right but
+    # for Unicode (ASCII letters only, so 'ß' stays 'ß').
+    Student("select_server", ("tcp",), "P P P F F P P P P P"),
+    # select() with a strict decode per recv() and no try: Unicode in one
+    # piece is right; a split character, invalid UTF-8 or a reset (recv()
+    # raises ConnectionResetError) ends the whole process.
+    Student("select_strict_decode", ("tcp",), "P P P P F F P P P F"),
+    # A thread per client, strict decode per chunk: a bad chunk ends its
+    # thread only.
+    Student("strict_decode", ("tcp",), "P P P P F F P P P P"),
+    # socketserver with readline(): nothing is answered without a newline,
+    # and after the first line the handler returns and the connection closes.
+    Student("socketserver_readline", ("tcp",), "F F F F F F F F F F"),
+    # fork() per client, the parent closes its copy: right but for Unicode.
+    Student("forking_server", ("tcp",), "P P P F F P P P P P"),
+    # fork() per client, the parent keeps its copy: no end of file after a
+    # half-close (the child's close does not end the connection).
+    Student("fork_keeps_socket", ("tcp",), "P P P F F P P P F P"),
+    # multiprocessing per client, the child never tests for b'': it spins
+    # after the end of file and never closes.
+    Student("multiprocessing_spins", ("tcp",), "P P P F F P P P F P"),
+)
+#                   udp-reply independent empty large
+PYTHON3_UDP = (
+    # recvfrom(2048) and a strict decode: 60,000 bytes come back cut.
+    Student("textbook_udp", ("udp",), "P P P F"),
+    # socketserver reads max_packet_size (8192) bytes of a datagram.
+    Student("socketserver_udp", ("udp",), "P P P F"),
+)
+#                   reply sentences concurrent unicode split invalid no-framing stream half reset
+PYTHON2 = (
+    # Python 2's str.upper() on the bytes read once (ASCII letters only);
+    # iterative; a reset ends it.
+    Student("textbook_tcp_py2", ("tcp",), "P P F F F P P F F F"),
+    Student("textbook_udp_py2", ("udp",), "P P P F"),
+)
+
+#: Where caps-check's verdict differs from the hand verdict today, and why.
+#: Remove an entry when caps-check gets it right: the test fails until then
+#: (and again if it is not removed).
+DIFFERS_TODAY: Mapping[tuple[str, str], str] = {
+    ("textbook_tcp", "no-framing"): "the server died in split-multibyte: refused",
+    ("select_strict_decode", "no-framing"): "the server died in split-multibyte: refused",
+    ("select_strict_decode", "stream"): "the server died in split-multibyte: refused",
+    ("select_strict_decode", "half-close"): "the server died in split-multibyte: refused",
+}
+
+#: Grades one server with both profiles, in a child of its own, and prints
+#: the verdicts, the time each profile took and the peak resident memory
+#: of the processes it waited for (the checker and the server).
+GRADE = """
+import json, resource, sys, time
+from twisted_caps.check import grade_server
+command, transports, timeout, startup = json.loads(sys.argv[1])
+graded = {}
+for profile in ("lecture", "full"):
+    started = time.monotonic()
+    report = grade_server(command, profile, tuple(transports), timeout, startup)
+    graded[profile] = {
+        "checks": {result.id: result.passed for result in report.results},
+        "details": {result.id: result.detail for result in report.results},
+        "seconds": time.monotonic() - started,
+    }
+graded["max_rss_kib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+print(json.dumps(graded))
+"""
+
+
+def python_2() -> str:
+    """Python 2.7.18 from pyenv, or skip (fail under CI) where it is absent."""
+    pyenv = shutil.which("pyenv")
+    prefix = ""
+    if pyenv is not None:
+        found = subprocess.run(
+            [pyenv, "prefix", "2.7.18"], capture_output=True, text=True, timeout=30
+        )
+        prefix = found.stdout.strip() if found.returncode == 0 else ""
+    interpreter = os.path.join(prefix, "bin", "python2.7")
+    if not prefix or not os.access(interpreter, os.X_OK):
+        message = "pyenv's Python 2.7.18 is not installed (pyenv install 2.7.18)"
+        if REQUIRE_TOOLS:
+            raise AssertionError(message)
+        raise SkipTest(message)
+    return interpreter
+
+
+def still_running(path: Path) -> list[int]:
+    """The processes whose command line names C{path}."""
+    running = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                words = cmdline.read().split(b"\0")
+        except OSError:  # it ended while we looked
+            continue
+        if str(path).encode() in words:
+            running.append(int(entry))
+    return running
+
+
+def nothing_left_of(path: Path) -> Callable[[], bool]:
+    """A predicate: no process of the server C{path} is running."""
+    return lambda: not still_running(path)
+
+
+def grade(student: Student, interpreter: str) -> dict[str, Any]:
+    """Grade C{student} with both profiles in a child Python; return what it printed."""
+    command = [interpreter, str(student.path), "{port}"]
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            GRADE,
+            json.dumps([command, student.transports, TIMEOUT, STARTUP_TIMEOUT]),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=MOST_SECONDS * 2,
+    )
+    if done.returncode:
+        raise AssertionError(f"grading {student.name} failed: {done.stderr}")
+    graded: dict[str, Any] = json.loads(done.stdout)
+    graded["seconds"] = time.monotonic() - started
+    return graded
+
+
+def disagreements(student: Student, graded: Mapping[str, Any]) -> list[str]:
+    """Every check whose verdict is not the hand verdict (or not the known wrong one)."""
+    hand = student.hand_verdicts()
+    found = []
+    for profile in PROFILES:
+        checks: dict[str, bool] = graded[profile]["checks"]
+        expected_ids = [check.id for check in select_checks(profile, student.transports)]
+        if list(checks) != expected_ids:
+            found.append(f"{student.name} {profile}: ran {list(checks)}, not {expected_ids}")
+        for check_id, passed in checks.items():
+            if check_id not in hand:
+                found.append(f"{student.name}: {check_id} has no hand verdict")
+                continue
+            why_wrong = DIFFERS_TODAY.get((student.name, check_id))
+            expected = hand[check_id] if why_wrong is None else not hand[check_id]
+            if passed != expected:
+                detail = graded[profile]["details"][check_id]
+                if why_wrong is not None:
+                    found.append(
+                        f"{student.name} {profile} {check_id}: now as by hand; "
+                        "remove it from DIFFERS_TODAY"
+                    )
+                else:
+                    found.append(
+                        f"{student.name} {profile} {check_id}: "
+                        f"{'PASS' if passed else 'FAIL'} {detail}, by hand "
+                        f"{'PASS' if hand[check_id] else 'FAIL'}"
+                    )
+    return found
+
+
+def assert_corpus(
+    case: SynchronousTestCase, students: tuple[Student, ...], interpreter: str | None = None
+) -> None:
+    """Grade C{students} (in parallel) and compare each verdict with its hand verdict."""
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        graded = list(
+            pool.map(lambda student: grade(student, interpreter or sys.executable), students)
+        )
+    found = []
+    for student, result in zip(students, graded, strict=True):
+        found += disagreements(student, result)
+        case.assertLess(result["seconds"], MOST_SECONDS, student.name)
+        case.assertLess(result["max_rss_kib"], MOST_KIB, student.name)
+        wait_for(nothing_left_of(student.path), timeout=10)
+    case.assertEqual(found, [], "\n".join(found))
+
+
+class CorpusTests(SynchronousTestCase):
+    def test_every_verdict_on_python_3_tcp_servers_is_the_hand_verdict(self) -> None:
+        assert_corpus(self, PYTHON3_TCP)
+
+    def test_every_verdict_on_python_3_udp_servers_is_the_hand_verdict(self) -> None:
+        assert_corpus(self, PYTHON3_UDP)
+
+    def test_every_verdict_on_the_python_2_textbook_servers_is_the_hand_verdict(self) -> None:
+        assert_corpus(self, PYTHON2, python_2())
+
+    def test_every_corpus_server_has_a_row(self) -> None:
+        """A server added to the corpus folder without hand verdicts is not graded: say so."""
+        rows = {student.name for student in PYTHON3_TCP + PYTHON3_UDP + PYTHON2}
+        corpus = {
+            path.stem
+            for path in STUDENT_SERVERS.glob("*.py")
+            if path.read_text().startswith('"""\nCorpus: ')
+        }
+        self.assertEqual(corpus - rows, set())
