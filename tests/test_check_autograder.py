@@ -9,6 +9,7 @@ import atexit
 import functools
 import json
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -32,6 +33,9 @@ STUDENT_SERVERS = PROJECT / "tests" / "student_servers"
 #: profile, a short timeout, tcp-concurrent worth 3 points.
 SERVER = "python3 server.py {port}"
 WEIGHTS = {"tcp-concurrent": 3.0}
+#: The command the documentation shows; the zip under test is written by it
+#: (with a shorter timeout, and the source tree named).
+DOCUMENTED_BUNDLE = f'caps-autograder bundle --server "{SERVER}" --weight tcp-concurrent=3'
 LECTURE_IDS = [
     "tcp-reply",
     "tcp-sentences",
@@ -85,9 +89,8 @@ def built_autograder() -> tuple[Path, Path]:
     done = subprocess.run(
         [
             os.path.join(BIN, "caps-autograder"),
-            "bundle",
-            *("--server", SERVER, "--timeout", "1", "--weight", "tcp-concurrent=3"),
-            *("--source", str(PROJECT), "--output", str(bundle)),
+            *shlex.split(DOCUMENTED_BUNDLE)[1:],
+            *("--timeout", "1", "--source", str(PROJECT), "--output", str(bundle)),
         ],
         capture_output=True,
         text=True,
@@ -185,6 +188,10 @@ class BundleTests(SynchronousTestCase):
                 ("python3", "server.py", "{port}"), "lecture", ("tcp", "udp"), 1.0, WEIGHTS
             ),
         )
+
+    def test_the_documentation_shows_the_command_tested(self) -> None:
+        for page in ("grading.md", "autograding.md"):
+            self.assertIn(DOCUMENTED_BUNDLE, (PROJECT / "docs" / page).read_text(), page)
 
 
 class RunAutograderTests(SynchronousTestCase):

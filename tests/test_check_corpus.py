@@ -26,7 +26,8 @@ from tests.servers import REQUIRE_TOOLS, wait_for
 from twisted_caps.check import PROFILES, select_checks
 from twisted_caps.check.target import Transport
 
-STUDENT_SERVERS = Path(__file__).resolve().parent / "student_servers"
+PROJECT = Path(__file__).resolve().parent.parent
+STUDENT_SERVERS = PROJECT / "tests" / "student_servers"
 #: The checks, in the columns of the rows below.
 TCP_COLUMNS = (
     "tcp-reply",
@@ -43,7 +44,7 @@ TCP_COLUMNS = (
 UDP_COLUMNS = ("udp-reply", "udp-independent", "udp-empty", "udp-large")
 #: Seconds each wait of a check may last, and a server may take to listen.
 TIMEOUT = 2.0
-STARTUP_TIMEOUT = 10.0
+STARTUP_TIMEOUT = 5.0
 #: Bounds on grading one server with both profiles: wall clock, and the
 #: peak resident memory of the checker (or of the server, if larger).
 MOST_SECONDS = 75
@@ -54,9 +55,13 @@ PARALLEL = 4
 
 @dataclass(frozen=True)
 class Student:
-    """A corpus server: its file's name, the transports it serves, its hand verdicts."""
+    """
+    A corpus server: its file's name, its pattern (as the documentation's
+    table names it), the transports it serves, its hand verdicts.
+    """
 
     name: str
+    pattern: str
     transports: tuple[Transport, ...]
     #: One letter per column (P passes, F fails), in TCP_COLUMNS or UDP_COLUMNS order.
     verdicts: str
@@ -71,6 +76,21 @@ class Student:
         assert len(letters) == len(columns), self.name
         return {check: letter == "P" for check, letter in zip(columns, letters, strict=True)}
 
+    def documented_row(self) -> str:
+        """The row of docs/grading.md's corpus table: the pattern, then each profile's verdict."""
+        cells = [f"`{self.name}.py`: {self.pattern}"]
+        hand = self.hand_verdicts()
+        for profile in PROFILES:
+            ran = [check.id for check in select_checks(profile, self.transports)]
+            failed = [check_id for check_id in ran if not hand[check_id]]
+            if not failed:
+                cells.append(f"passes all {len(ran)}")
+            elif len(failed) == len(ran):
+                cells.append(f"fails all {len(ran)}")
+            else:
+                cells.append("fails " + ", ".join(f"`{check_id}`" for check_id in failed))
+        return "| " + " | ".join(cells) + " |"
+
 
 # The hand verdicts. A verdict is what is true of the server (started
 # fresh), whatever checks ran before: the same in both profiles.
@@ -80,44 +100,83 @@ PYTHON3_TCP = (
     # Iterative; one recv(1024) per connection, strict decode: the first half
     # of a split 'ß' and invalid UTF-8 raise UnicodeDecodeError and end it;
     # one read cannot answer 1 MiB or the rest after a half-close; no try.
-    Student("textbook_tcp", ("tcp",), "P P F P F F P F F F"),
+    Student(
+        "textbook_tcp",
+        "the textbook's TCP server, Python 3, `decode()`",
+        ("tcp",),
+        "P P F P F F P F F F",
+    ),
     # The same with the port typed in (12000): nothing on the given port.
-    Student("textbook_fixed_port", ("tcp",), "F F F F F F F F F F"),
+    Student(
+        "textbook_fixed_port",
+        "the same, its port typed in (12000)",
+        ("tcp",),
+        "F F F F F F F F F F",
+    ),
     # select() with bytes.upper() and a try around recv and send: right but
     # for Unicode (ASCII letters only, so 'ß' stays 'ß').
-    Student("select_server", ("tcp",), "P P P F F P P P P P"),
+    Student(
+        "select_server", "`select()`, one process, `bytes.upper()`", ("tcp",), "P P P F F P P P P P"
+    ),
     # select() with a strict decode per recv() and no try: Unicode in one
     # piece is right; a split character, invalid UTF-8 or a reset (recv()
     # raises ConnectionResetError) ends the whole process.
-    Student("select_strict_decode", ("tcp",), "P P P P F F P P P F"),
+    Student(
+        "select_strict_decode",
+        "`select()`, one process, `decode()`, no `try`",
+        ("tcp",),
+        "P P P P F F P P P F",
+    ),
     # A thread per client, strict decode per chunk: a bad chunk ends its
     # thread only.
-    Student("strict_decode", ("tcp",), "P P P P F F P P P P"),
+    Student(
+        "strict_decode",
+        "a thread per client, `decode()` per chunk",
+        ("tcp",),
+        "P P P P F F P P P P",
+    ),
     # socketserver with readline(): nothing is answered without a newline,
     # and after the first line the handler returns and the connection closes.
-    Student("socketserver_readline", ("tcp",), "F F F F F F F F F F"),
+    Student(
+        "socketserver_readline",
+        "`socketserver` threads, `readline()`",
+        ("tcp",),
+        "F F F F F F F F F F",
+    ),
     # fork() per client, the parent closes its copy: right but for Unicode.
-    Student("forking_server", ("tcp",), "P P P F F P P P P P"),
+    Student("forking_server", "`fork()` per client", ("tcp",), "P P P F F P P P P P"),
     # fork() per client, the parent keeps its copy: no end of file after a
     # half-close (the child's close does not end the connection).
-    Student("fork_keeps_socket", ("tcp",), "P P P F F P P P F P"),
+    Student(
+        "fork_keeps_socket",
+        "`fork()` per client, the parent keeps its copy",
+        ("tcp",),
+        "P P P F F P P P F P",
+    ),
     # multiprocessing per client, the child never tests for b'': it spins
     # after the end of file and never closes.
-    Student("multiprocessing_spins", ("tcp",), "P P P F F P P P F P"),
+    Student(
+        "multiprocessing_spins",
+        "`multiprocessing` per client, spins after EOF",
+        ("tcp",),
+        "P P P F F P P P F P",
+    ),
 )
 #                   udp-reply independent empty large
 PYTHON3_UDP = (
     # recvfrom(2048) and a strict decode: 60,000 bytes come back cut.
-    Student("textbook_udp", ("udp",), "P P P F"),
+    Student("textbook_udp", "the textbook's UDP server, Python 3, `decode()`", ("udp",), "P P P F"),
     # socketserver reads max_packet_size (8192) bytes of a datagram.
-    Student("socketserver_udp", ("udp",), "P P P F"),
+    Student("socketserver_udp", "`socketserver` UDP threads, `bytes.upper()`", ("udp",), "P P P F"),
 )
 #                   reply sentences concurrent unicode split invalid no-framing stream half reset
 PYTHON2 = (
     # Python 2's str.upper() on the bytes read once (ASCII letters only);
     # iterative; a reset ends it.
-    Student("textbook_tcp_py2", ("tcp",), "P P F F F P P F F F"),
-    Student("textbook_udp_py2", ("udp",), "P P P F"),
+    Student(
+        "textbook_tcp_py2", "the textbook's TCP server, Python 2.7", ("tcp",), "P P F F F P P F F F"
+    ),
+    Student("textbook_udp_py2", "the textbook's UDP server, Python 2.7", ("udp",), "P P P F"),
 )
 
 #: Where caps-check's verdict differs from the hand verdict today, and why.
@@ -269,6 +328,12 @@ class CorpusTests(SynchronousTestCase):
 
     def test_every_verdict_on_the_python_2_textbook_servers_is_the_hand_verdict(self) -> None:
         assert_corpus(self, PYTHON2, python_2())
+
+    def test_the_documentation_shows_every_hand_verdict(self) -> None:
+        """docs/grading.md's corpus table has a row per server, as the hand verdicts say."""
+        guide = (PROJECT / "docs" / "grading.md").read_text()
+        for student in PYTHON3_TCP + PYTHON3_UDP + PYTHON2:
+            self.assertIn(student.documented_row(), guide)
 
     def test_every_corpus_server_has_a_row(self) -> None:
         """A server added to the corpus folder without hand verdicts is not graded: say so."""
