@@ -287,3 +287,33 @@ class BundleOptionTests(SynchronousTestCase):
         self.assertRegex(done.stderr, r"^caps-autograder: .* is not a twisted-caps source tree")
         self.assertEqual(done.stderr.count("\n"), 1)
         self.assertFalse((scratch / "autograder.zip").exists())
+
+
+class GradeOptionTests(SynchronousTestCase):
+    """run_autograder in a folder not laid out as Gradescope's: one line, status 2."""
+
+    def grade(self, root: Path) -> "subprocess.CompletedProcess[str]":
+        return subprocess.run(
+            [os.path.join(BIN, "caps-autograder"), "grade", "--root", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def test_a_root_without_a_submission_folder_is_refused(self) -> None:
+        root = Path(self.mktemp())
+        (root / "source").mkdir(parents=True)
+        done = self.grade(root)
+        self.assertEqual(done.returncode, 2)
+        self.assertEqual(
+            done.stderr, f"caps-autograder: no directory {root / 'submission'} (see --help)\n"
+        )
+
+    def test_a_source_folder_without_the_settings_is_refused(self) -> None:
+        root = Path(self.mktemp())
+        for folder in ("source", "submission"):
+            (root / folder).mkdir(parents=True)
+        done = self.grade(root)
+        self.assertEqual(done.returncode, 2)
+        self.assertIn(f"no {root / 'source' / SETTINGS_NAME}: unpack the zip there", done.stderr)
+        self.assertEqual(done.stderr.count("\n"), 1)

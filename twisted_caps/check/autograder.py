@@ -164,18 +164,19 @@ def write_bundle(path: Path, settings: AutograderSettings, wheel: Path) -> None:
     C{run_autograder} at its root (executable), the settings file and the
     wheel in L{WHEELS}.
     """
-    scripts = {"setup.sh": SETUP_SH, "run_autograder": RUN_AUTOGRADER}
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as bundle:
-        for name, text in scripts.items():
-            script = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
-            script.external_attr = 0o100755 << 16  # a regular file, rwxr-xr-x
-            script.compress_type = zipfile.ZIP_DEFLATED
-            bundle.writestr(script, text)
-        document = zipfile.ZipInfo(SETTINGS_NAME, date_time=time.localtime()[:6])
-        document.external_attr = 0o100644 << 16
-        document.compress_type = zipfile.ZIP_DEFLATED
-        bundle.writestr(document, json.dumps(settings.to_json(), indent=2) + "\n")
+        _add(bundle, "setup.sh", SETUP_SH, 0o755)
+        _add(bundle, "run_autograder", RUN_AUTOGRADER, 0o755)
+        _add(bundle, SETTINGS_NAME, json.dumps(settings.to_json(), indent=2) + "\n", 0o644)
         bundle.write(wheel, f"{WHEELS}/{wheel.name}")
+
+
+def _add(bundle: zipfile.ZipFile, name: str, text: str, mode: int) -> None:
+    """Add a regular file C{name} holding C{text}, with permissions C{mode}, to C{bundle}."""
+    entry = zipfile.ZipInfo(name, date_time=time.localtime()[:6])
+    entry.external_attr = (0o100000 | mode) << 16  # unzip reads the mode from here
+    entry.compress_type = zipfile.ZIP_DEFLATED
+    bundle.writestr(entry, text)
 
 
 def grade_submission(root: Path) -> tuple[dict[str, Any], str]:

@@ -17,6 +17,7 @@ from twisted.python import usage
 from twisted_caps import __version__
 from twisted_caps.check.autograder import (
     ROOT_VARIABLE,
+    SETTINGS_NAME,
     AutograderSettings,
     build_wheel,
     grade_submission,
@@ -158,6 +159,8 @@ class GradeOptions(usage.Options):
         for folder in ("source", "submission"):
             if not (root / folder).is_dir():
                 raise usage.UsageError(f"no directory {root / folder}")
+        if not (root / "source" / SETTINGS_NAME).is_file():
+            raise usage.UsageError(f"no {root / 'source' / SETTINGS_NAME}: unpack the zip there")
         self["root"] = root
 
 
