@@ -23,7 +23,7 @@ from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.servers import BIN
-from twisted_caps.check.autograder import ROOT_VARIABLE, SETTINGS_NAME, AutograderSettings
+from twisted_caps.check.autograder import ROOT_VARIABLE, SETTINGS_NAME, SETUP_SH, AutograderSettings
 from twisted_caps.check.autograder_command import AutograderOptions, BundleOptions
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -317,3 +317,38 @@ class GradeOptionTests(SynchronousTestCase):
         self.assertEqual(done.returncode, 2)
         self.assertIn(f"no {root / 'source' / SETTINGS_NAME}: unpack the zip there", done.stderr)
         self.assertEqual(done.stderr.count("\n"), 1)
+
+
+class SetupTests(SynchronousTestCase):
+    def test_a_python_older_than_3_10_stops_setup_in_one_line(self) -> None:
+        """
+        An image whose python3 is 3.8 (an older Ubuntu) stops setup.sh with
+        one line naming the version and the base image to choose.
+        """
+        scratch = Path(self.mktemp()).resolve()
+        fake = scratch / "bin"
+        fake.mkdir(parents=True)
+        (fake / "python3").write_text(
+            "#!/bin/sh\n"
+            "# python3 of an Ubuntu 20.04 image: it has venv, and is 3.8.\n"
+            'case "$*" in\n'
+            '    -V) echo "Python 3.8.10" ;;\n'
+            "    *version_info*) exit 1 ;;\n"
+            "esac\n"
+        )
+        (fake / "python3").chmod(0o755)
+        (scratch / "setup.sh").write_text(SETUP_SH)
+        done = subprocess.run(
+            ["bash", str(scratch / "setup.sh")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**ISOLATED, "PATH": f"{fake}:/usr/bin:/bin", ROOT_VARIABLE: str(scratch)},
+        )
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(
+            done.stderr,
+            "twisted-caps needs Python 3.10 or later; this image has Python 3.8.10: "
+            "choose an Ubuntu 22.04 base image or later\n",
+        )
+        self.assertFalse((scratch / "caps-venv").exists())

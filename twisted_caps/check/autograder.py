@@ -53,6 +53,11 @@ if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
 fi
+if ! python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))'; then
+    echo "twisted-caps needs Python 3.10 or later; this image has $(python3 -V 2>&1):" \\
+        "choose an Ubuntu 22.04 base image or later" >&2
+    exit 1
+fi
 python3 -m venv "$root/{VENV}"
 "$root/{VENV}/bin/python" -m pip install -q --disable-pip-version-check \\
     "$root"/source/{WHEELS}/twisted_caps-*.whl
