@@ -260,6 +260,21 @@ class BundleOptionTests(SynchronousTestCase):
         message = self.refused("--server", SERVER, "--source", ".", "--wheel", __file__)
         self.assertIn("exclude each other", message)
 
+    def test_a_wheel_that_is_not_twisted_caps_is_refused(self) -> None:
+        message = self.refused("--server", SERVER, "--wheel", __file__)
+        self.assertIn("'test_check_autograder.py' is not a twisted-caps wheel", message)
+
+    def test_an_output_that_is_a_directory_is_refused(self) -> None:
+        folder = self.mktemp()
+        os.mkdir(folder)
+        self.assertIn(
+            f"--output: {folder} is a directory", self.refused("--server", SERVER, "-o", folder)
+        )
+
+    def test_an_output_in_no_directory_is_refused(self) -> None:
+        message = self.refused("--server", SERVER, "-o", "/nonexistent/autograder.zip")
+        self.assertIn("--output: no directory /nonexistent", message)
+
     def test_the_settings_carry_the_options(self) -> None:
         options = BundleOptions()
         options.parseOptions(["--server", SERVER, "--profile", "full", "--udp-only", "-t", "3"])

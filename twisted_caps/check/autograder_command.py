@@ -7,6 +7,7 @@ C{run_autograder} runs for each submission.
 
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -101,16 +102,26 @@ class BundleOptions(usage.Options):
                 )
         if self["source"] is not None and self["wheel"] is not None:
             raise usage.UsageError("--source and --wheel exclude each other")
-        if self["wheel"] is not None and not os.path.isfile(self["wheel"]):
-            raise usage.UsageError(f"--wheel: no file {self['wheel']}")
+        if self["wheel"] is not None:
+            if not os.path.isfile(self["wheel"]):
+                raise usage.UsageError(f"--wheel: no file {self['wheel']}")
+            if not re.fullmatch(r"twisted_caps-[^-]+-py3-none-any\.whl", Path(self["wheel"]).name):
+                raise usage.UsageError(
+                    f"--wheel: {quoted(Path(self['wheel']).name)} is not a twisted-caps wheel "
+                    "(twisted_caps-VERSION-py3-none-any.whl)"
+                )
         if self["wheel"] is None and self["source"] is None and source_tree() is None:
             raise usage.UsageError(
                 "twisted-caps was not installed from a source tree: give --source DIR "
                 "(a clone) or --wheel FILE"
             )
         folder = os.path.dirname(os.path.abspath(self["output"]))
+        if os.path.isdir(self["output"]):
+            raise usage.UsageError(f"--output: {self['output']} is a directory")
         if not os.path.isdir(folder):
             raise usage.UsageError(f"--output: no directory {folder}")
+        if not os.access(folder, os.W_OK):
+            raise usage.UsageError(f"--output: {folder} is not writable")
 
     def parseArgs(self, *extra: str) -> None:
         if extra:
