@@ -189,6 +189,29 @@ class BundleTests(SynchronousTestCase):
             ),
         )
 
+    def test_a_wheel_given_is_bundled_as_it_is(self) -> None:
+        """--wheel bundles that file, byte for byte, and builds nothing."""
+        _, root = built_autograder()
+        [wheel] = (root / "source" / "wheels").glob("*.whl")
+        output = Path(self.mktemp()).resolve()
+        done = subprocess.run(
+            [
+                os.path.join(BIN, "caps-autograder"),
+                *("bundle", "--server", SERVER, "--wheel", str(wheel), "-o", str(output)),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(
+            done.stdout,
+            f"wrote {output}: setup.sh, run_autograder, {wheel.name}; "
+            "server python3 server.py {port}, profile lecture, TCP and UDP\n",
+        )
+        with zipfile.ZipFile(output) as archive:
+            self.assertEqual(archive.read(f"wheels/{wheel.name}"), wheel.read_bytes())
+
     def test_the_documentation_shows_the_command_tested(self) -> None:
         for page in ("grading.md", "autograding.md"):
             self.assertIn(DOCUMENTED_BUNDLE, (PROJECT / "docs" / page).read_text(), page)
