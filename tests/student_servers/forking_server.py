@@ -1,4 +1,8 @@
-"""The concurrent server of the lecture's last slide: a child process per client."""
+"""
+Corpus: the concurrent server of the lecture's last slide (and of course
+examples of os.fork()): a child process per client, the parent closing its
+copy of the connection.
+"""
 
 import os
 import signal

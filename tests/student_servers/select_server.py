@@ -1,4 +1,8 @@
-"""One thread, many clients: select() over the listener and every connection, TCP only."""
+"""
+Corpus: one process, many clients, with select() over the listener and every
+connection (course notes on I/O multiplexing), bytes.upper(), a try around
+recv() and sendall(); TCP only.
+"""
 
 import select
 import sys

@@ -1,4 +1,9 @@
-"""A threaded server that decodes each chunk as strict UTF-8: right for text, wrong for bytes."""
+"""
+Corpus: a thread per client decoding each chunk as strict UTF-8 (the
+textbook's decode() made concurrent): right for text, wrong for bytes that
+are not UTF-8 or a character split across two reads; a bad chunk ends its
+thread only.
+"""
 
 import sys
 import threading
