@@ -218,7 +218,9 @@ def named_tests(path: Path) -> list[str]:
 def expected_tests(path: Path) -> list[str]:
     """The names C{path}'s tests may have, by the rule of C{docs/layout.md}."""
     package = path.parent.name
-    stem = f"{package}_{path.stem}" if package in USER_PACKAGES else path.stem
+    # A command is tested with what it commands: x_command.py with x.py.
+    name = path.stem.removesuffix("_command")
+    stem = f"{package}_{name}" if package in USER_PACKAGES else name
     names = [f"tests.test_{stem}", f"tests.unit.test_{stem}"]
     if package in USER_PACKAGES:
         names += [f"tests.test_{package}"]
