@@ -149,6 +149,14 @@ class CommandTests(SynchronousTestCase):
             ["--tcp-only", "--udp-only"],
             ["--weight", "tcp-reply"],
             ["--weight", "no-such-check=2"],
+            ["--weight", "unicode=2"],
+            ["--weight", "udp-reply=2", "--tcp-only"],
+            ["--check", "no-such-check"],
+            ["--check", "udp-large"],
+            ["--run", ""],
+            ["--run", "python3 'server.py {port}"],
+            ["--run", "python3 server.py"],
+            ["--startup-timeout", "0"],
             ["--weight", "tcp-reply=-1"],
             ["--weight", "tcp-reply=\u0661"],
             ["--weight", "tcp-reply=1e308"],
@@ -166,6 +174,15 @@ class CommandTests(SynchronousTestCase):
             self.assertEqual(done.stdout, "", argv)
             self.assertEqual(len(done.stderr.splitlines()), 1, (argv, done.stderr))
             self.assertTrue(done.stderr.startswith("caps-check: "), done.stderr)
+
+    def test_a_weight_for_a_check_the_run_does_not_make_is_refused(self) -> None:
+        """--weight for a check of another profile says which checks this run makes."""
+        done = caps_check("--weight", "unicode=2", "--port", "1")
+        self.assertEqual(
+            done.stderr,
+            "caps-check: --weight: unicode is not among the checks this run makes (profile "
+            f"lecture: {', '.join(LECTURE_IDS)}) (see --help)\n",
+        )
 
     def test_json_report(self) -> None:
         """--json writes the server, the profile and each check's id, verdict and detail."""

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_check_run -*-
+# -*- test-case-name: tests.test_check_listening -*-
 """
 The ports a process and the processes of its session listen on, read from
 C{/proc} (Linux), so that a server that ignores the port it was given can

@@ -121,7 +121,8 @@ async def run_with_server(
     results = []
     down = ""
     reached: set[Transport] = set()
-    for check in checks:
+    for number, check in enumerate(checks, 1):
+        last = number == len(checks)
         if down:
             result = not_graded(check.id, down)
         else:
@@ -140,9 +141,9 @@ async def run_with_server(
                 output = server.output(this_run_only=True)
                 server.note(f"the server {status} during `{check.id}`")
                 server.stop()
-                down = await _start_again(server, check.id)
+                down = "" if last else await _start_again(server, check.id)
                 reached.clear()
-                result = _crashed(result, status, output, again=not down)
+                result = _crashed(result, status, output, again=not (down or last))
             elif not unreached:
                 reached.add(check.transport)
         results.append(result)

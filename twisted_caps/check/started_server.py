@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_check_run -*-
+# -*- test-case-name: tests.test_check_started_server -*-
 """
 A server caps-check starts itself (C{caps-check --run}, and
 L{twisted_caps.check.grade_server} through it): run in a session of its

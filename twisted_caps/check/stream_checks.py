@@ -338,8 +338,9 @@ async def split_multibyte(target: Target) -> None:
             waited = target.reactor.seconds() - started
         if probe.ending is not None:
             got = bytes(probe.received)
+            what = f"got {show(got)}, then the server" if got else "the server"
             raise CheckError(
-                f"sent {show(first)}, the first part of 'ß'; got {show(got)}, then the server "
+                f"sent {show(first)}, the first part of 'ß'; {what} "
                 f"{'closed' if probe.ending == 'closed' else 'reset'} the connection before "
                 f"the rest {show(rest)} came; expected {show(expected)} in all ({fix})"
             )

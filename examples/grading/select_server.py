@@ -3,6 +3,7 @@ The textbook's recv(1024).decode() in one select() loop over TCP and UDP,
 as students write it to serve many clients without threads: right for
 text, but one byte that is not UTF-8 raises UnicodeDecodeError, and the
 single process, every client and the UDP socket with it, is gone.
+Run with: python select_server.py PORT
 """
 
 import select

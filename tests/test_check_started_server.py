@@ -7,7 +7,6 @@ server did not start, and always stops every process the server started.
 import json
 import os
 import socket
-import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -15,12 +14,14 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.servers import caps_check, detail, failed, wait_for
+from tests.servers import caps_check, detail, failed
 from twisted_caps.check import CHECK_IDS
-from twisted_caps.check.listening import listening_ports, session_processes
-from twisted_caps.check.started_server import free_port
 
 STUDENT_SERVERS = Path(__file__).resolve().parent / "student_servers"
+#: A single-process select() server with strict decode(): it dies of bytes that are not UTF-8.
+SELECT_SERVER = str(
+    Path(__file__).resolve().parent.parent / "examples" / "grading" / "select_server.py"
+)
 #: The checks a strict decode() kills the single-process select() server on.
 KILLERS = {"invalid-utf8", "udp-invalid-utf8", "split-multibyte"}
 
@@ -72,7 +73,7 @@ class CrashTests(SynchronousTestCase):
         run against the server started again, passes but udp-large
         (recvfrom(2048)). No process of the server is left.
         """
-        done, document, _ = run_checked(self, "select_strict_decode", "--profile", "full")
+        done, document, _ = run_checked(self, SELECT_SERVER, "--profile", "full")
         self.assertEqual(done.returncode, 1)
         self.assertEqual(failed(document), {*KILLERS, "udp-large"}, done.stdout)
         for check_id in KILLERS:
@@ -94,10 +95,10 @@ class CrashTests(SynchronousTestCase):
         Each check of the full profile run alone (--check ID) against the
         crashing server gets the verdict it gets in the whole profile.
         """
-        _, whole, _ = run_checked(self, "select_strict_decode", "--profile", "full")
+        _, whole, _ = run_checked(self, SELECT_SERVER, "--profile", "full")
         for check_id in CHECK_IDS:
             done, alone, _ = run_checked(
-                self, "select_strict_decode", "--profile", "full", "--check", check_id
+                self, SELECT_SERVER, "--profile", "full", "--check", check_id
             )
             self.assertEqual([check["id"] for check in alone["checks"]], [check_id])
             self.assertEqual(
@@ -184,21 +185,4 @@ class StartTests(SynchronousTestCase):
             done.stderr,
             f"caps-check: --port: port {port} is served already: "
             "the grade would be another server's\n",
-        )
-
-
-class ListeningTests(SynchronousTestCase):
-    def test_the_ports_a_session_listens_on(self) -> None:
-        """/proc tells the TCP and UDP ports a process listens on."""
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, str(STUDENT_SERVERS / "select_strict_decode.py"), str(port)],
-            stdout=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        self.addCleanup(server.wait, 10)
-        self.addCleanup(server.kill)
-        wait_for(lambda: ("TCP", port) in listening_ports(session_processes(server.pid)))
-        self.assertEqual(
-            listening_ports(session_processes(server.pid)), {("TCP", port), ("UDP", port)}
         )
