@@ -4,9 +4,13 @@ the check that caused it and starts the server again, says once why a
 server did not start, and always stops every process the server started.
 """
 
+import contextlib
 import json
 import os
+import select
+import signal
 import socket
+import subprocess
 import sys
 import uuid
 from pathlib import Path
@@ -14,7 +18,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.servers import caps_check, detail, failed
+from tests.servers import BIN, caps_check, detail, failed, ready_within, wait_for
 from twisted_caps.check import CHECK_IDS
 
 STUDENT_SERVERS = Path(__file__).resolve().parent / "student_servers"
@@ -186,3 +190,56 @@ class StartTests(SynchronousTestCase):
             f"caps-check: --port: port {port} is served already: "
             "the grade would be another server's\n",
         )
+
+
+def kill_all(marker: str) -> None:
+    """Kill what a failed test left running with C{marker} in its command line."""
+    for pid in processes_with(marker):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def stop_checker(checker: "subprocess.Popen[str]") -> None:
+    """Kill caps-check if a failed test left it running."""
+    if checker.poll() is None:
+        checker.kill()
+        checker.wait(10)
+
+
+class SignalTests(SynchronousTestCase):
+    def test_a_signal_to_caps_check_stops_the_server_it_started(self) -> None:
+        """
+        caps-check stopped by SIGTERM while it grades a server that ignores
+        SIGTERM: the server's whole session is killed, none is started
+        again, caps-check says so in one line and exits 1.
+        """
+        marker = f"caps-check-test-{uuid.uuid4().hex}"
+        program = STUDENT_SERVERS / "ignores_sigterm.py"
+        checker = subprocess.Popen(
+            [
+                os.path.join(BIN, "caps-check"),
+                *("--run", f"{sys.executable} {program} {{port}} {marker}"),
+                *("--profile", "full", "--tcp-only"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.addCleanup(kill_all, marker)
+        self.addCleanup(stop_checker, checker)
+        assert checker.stdout is not None
+        # Once the first check is printed, the reactor runs and the server serves.
+        self.assertTrue(ready_within(checker.stdout.fileno(), select.POLLIN, 60))
+        self.assertTrue(checker.stdout.readline().startswith("tcp-reply"))
+        self.assertEqual(len(processes_with(marker)), 2)  # caps-check and the server
+        checker.send_signal(signal.SIGTERM)
+        _, errors = checker.communicate(timeout=60)
+        self.assertEqual(
+            (errors, checker.returncode),
+            (
+                "caps-check: stopped by a signal before the checks ended; "
+                "the server it started was stopped\n",
+                1,
+            ),
+        )
+        wait_for(lambda: processes_with(marker) == [], timeout=10)

@@ -115,6 +115,8 @@ class CheckOptions(usage.Options):
         super().__init__()
         self["weights"] = {}
         self["checks"] = []
+        #: Set when a signal stops caps-check while it runs a server of its own.
+        self["interrupted"] = False
 
     def getUsage(self, width: int | None = None) -> str:
         """The options, then the description with its lines as written."""
@@ -247,7 +249,8 @@ async def run(reactor: Any, options: CheckOptions) -> None:
             _silence_stdout()
 
     def show(result: CheckResult) -> None:
-        print_line(result.line())
+        if not options["interrupted"]:  # a check cut short by the signal proves nothing
+            print_line(result.line())
 
     only = options["checks"] or None
     if options["run"] is None:
@@ -263,6 +266,12 @@ async def run(reactor: Any, options: CheckOptions) -> None:
         )
     else:
         report = await _run_server(reactor, options, show, only)
+        if options["interrupted"]:
+            sys.stderr.write(
+                "caps-check: stopped by a signal before the checks ended; "
+                "the server it started was stopped\n"
+            )
+            raise SystemExit(1)
         if report.start_failure:
             print_line(report.start_failure)
     print_line(report.summary())
@@ -291,8 +300,13 @@ async def _run_server(
             os.path.join(scratch, "server.log"),
             port,
         )
+
         # Stopped by a signal, caps-check still stops the server it started.
-        trigger = reactor.addSystemEventTrigger("before", "shutdown", server.kill_now)
+        def interrupted() -> None:
+            options["interrupted"] = True
+            server.kill_now()
+
+        trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
         try:
             return await run_with_server(
                 reactor,
@@ -305,7 +319,8 @@ async def _run_server(
             )
         finally:
             server.stop()
-            reactor.removeSystemEventTrigger(trigger)
+            if not options["interrupted"]:  # a trigger that ran is gone already
+                reactor.removeSystemEventTrigger(trigger)
 
 
 def _write_reports(report: CheckReport, options: CheckOptions) -> None:

@@ -140,12 +140,15 @@ class StartedServer:
         self.port = port or 0
         self.process: subprocess.Popen[bytes] | None = None
         self._run_starts_at = 0
+        self._killed = False
 
     async def start(self) -> str:
         """
         Start the server and wait until it listens: C{""}, or why it did
         not, in one line (it is stopped then).
         """
+        if self._killed:
+            return "the server was not started again: caps-check is stopping"
         self.port = self.fixed_port or free_port()
         argv = [word.replace(PORT_PLACEHOLDER, str(self.port)) for word in self.command]
         with open(self.log_path, "ab") as log:
@@ -232,8 +235,13 @@ class StartedServer:
             stop(self.process)
 
     def kill_now(self) -> None:
-        """Kill the server's session at once, without waiting (caps-check is being stopped)."""
-        if self.process is not None and self.process.poll() is None:
+        """
+        Kill the server's session at once, without waiting, and start it no
+        more: caps-check is being stopped (a signal), and what runs the
+        checks may never resume.
+        """
+        self._killed = True
+        if self.process is not None:
             with suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
 
