@@ -19,6 +19,7 @@ from twisted.python import usage
 
 from twisted_caps import __version__
 from twisted_caps.check.checks import CHECK_IDS, CHECKS, select_checks
+from twisted_caps.check.probes import pause
 from twisted_caps.check.report import CheckReport, CheckResult, write_json
 from twisted_caps.check.runner import DEFAULT_TIMEOUT, run_checks, run_with_server
 from twisted_caps.check.started_server import (
@@ -267,11 +268,7 @@ async def run(reactor: Any, options: CheckOptions) -> None:
     else:
         report = await _run_server(reactor, options, show, only)
         if options["interrupted"]:
-            sys.stderr.write(
-                "caps-check: stopped by a signal before the checks ended; "
-                "the server it started was stopped\n"
-            )
-            raise SystemExit(1)
+            raise SystemExit(1)  # main() says why
         if report.start_failure:
             print_line(report.start_failure)
     print_line(report.summary())
@@ -290,37 +287,38 @@ async def _run_server(
             "the grade would be another server's\n"
         )
         raise SystemExit(USAGE_ERROR)
-    with tempfile.TemporaryDirectory(prefix="caps-check-") as scratch:
-        server = StartedServer(
+    # The reactor handles SIGTERM and SIGINT once it runs: start nothing before.
+    await pause(reactor, 0)
+    server = StartedServer(
+        reactor,
+        options["command"],
+        options["host"],
+        options.transports,
+        options["startup-timeout"],
+        os.path.join(options["scratch"], "server.log"),
+        port,
+    )
+
+    # Stopped by a signal, caps-check still stops the server it started.
+    def interrupted() -> None:
+        options["interrupted"] = True
+        server.kill_now()
+
+    trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
+    try:
+        return await run_with_server(
             reactor,
-            options["command"],
-            options["host"],
+            server,
+            options["profile"],
             options.transports,
-            options["startup-timeout"],
-            os.path.join(scratch, "server.log"),
-            port,
+            options["timeout"],
+            on_result=show,
+            only=only,
         )
-
-        # Stopped by a signal, caps-check still stops the server it started.
-        def interrupted() -> None:
-            options["interrupted"] = True
-            server.kill_now()
-
-        trigger = reactor.addSystemEventTrigger("before", "shutdown", interrupted)
-        try:
-            return await run_with_server(
-                reactor,
-                server,
-                options["profile"],
-                options.transports,
-                options["timeout"],
-                on_result=show,
-                only=only,
-            )
-        finally:
-            server.stop()
-            if not options["interrupted"]:  # a trigger that ran is gone already
-                reactor.removeSystemEventTrigger(trigger)
+    finally:
+        server.stop()
+        if not options["interrupted"]:  # a trigger that ran is gone already
+            reactor.removeSystemEventTrigger(trigger)
 
 
 def _write_reports(report: CheckReport, options: CheckOptions) -> None:
@@ -357,4 +355,17 @@ def main(argv: list[str] | None = None) -> None:
     except usage.UsageError as failure:
         sys.stderr.write(f"caps-check: {failure} (see --help)\n")
         raise SystemExit(USAGE_ERROR) from None
-    react(lambda reactor: ensureDeferred(run(reactor, options)))
+    # Made here, not in the reactor: a signal may stop the reactor while a
+    # check waits, and what waits is then never resumed to clean up.
+    with tempfile.TemporaryDirectory(prefix="caps-check-") as scratch:
+        options["scratch"] = scratch
+        try:
+            react(lambda reactor: ensureDeferred(run(reactor, options)))
+        except SystemExit:
+            if options["interrupted"]:
+                sys.stderr.write(
+                    "caps-check: stopped by a signal before the checks ended; "
+                    "the server it started was stopped\n"
+                )
+                raise SystemExit(1) from None
+            raise

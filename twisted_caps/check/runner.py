@@ -16,7 +16,7 @@ from twisted.internet.defer import TimeoutError as NoVerdict
 from twisted.internet.defer import ensureDeferred
 
 from twisted_caps.check.checks import Check, select_checks
-from twisted_caps.check.feedback import CheckError, RefusedError, seconds
+from twisted_caps.check.feedback import CheckError, RefusedError, error_words, seconds
 from twisted_caps.check.report import CheckReport, CheckResult, not_graded
 from twisted_caps.check.started_server import StartedServer, last_line
 from twisted_caps.check.target import Profile, Target, Transport
@@ -136,7 +136,9 @@ async def run_with_server(
                     result = not_graded(check.id, down)
                 else:
                     result, unreached = await _attempt(check, _target(server, timeout))
-            status = await server.ended_after()
+            # A transport is watched once a check reached the server over it.
+            watched = reached | ({check.transport} if not unreached else set())
+            status = await server.ended_after(watched)
             if not down and status is not None:
                 output = server.output(this_run_only=True)
                 server.note(f"the server {status} during `{check.id}`")
@@ -207,6 +209,8 @@ async def _attempt(check: Check, target: Target) -> tuple[CheckResult, bool]:
         return CheckResult(check.id, False, str(failure)), False
     except NoVerdict:
         return CheckResult(check.id, False, f"no verdict within {seconds(limit)}"), False
+    except OSError as failure:  # in words, never an errno
+        return CheckResult(check.id, False, error_words(failure)), False
     except Exception as failure:  # a server may provoke what no check foresaw
         detail = f"{type(failure).__name__}: {failure}".replace("\n", " ")
         return CheckResult(check.id, False, detail), False

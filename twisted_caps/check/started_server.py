@@ -175,17 +175,18 @@ class StartedServer:
         self.stop()
         return reason
 
-    def listening(self) -> bool:
+    def listening(self, transport: str | None = None) -> bool:
         """
-        Whether the server listens on its port: TCP when TCP is checked,
-        else UDP. Read from /proc where there is one, so no connection
-        reaches the server before the checks; else by connecting.
+        Whether the server listens on its port over C{transport} (C{tcp} or
+        C{udp}; by default TCP when TCP is checked, else UDP). Read from
+        /proc where there is one, so no connection reaches the server
+        before the checks; else by connecting, or binding the UDP port.
         """
-        transport = "TCP" if "tcp" in self.transports else "UDP"
+        transport = transport or ("tcp" if "tcp" in self.transports else "udp")
         if self.process is not None and os.path.exists("/proc/net/tcp"):
             ports = listening_ports(session_processes(self.process.pid))
-            return (transport, self.port) in ports
-        return accepts(self.host, self.port) if transport == "TCP" else bound(self.port)
+            return (transport.upper(), self.port) in ports
+        return accepts(self.host, self.port) if transport == "tcp" else bound(self.port)
 
     def _why_not_listening(self) -> str:
         status = self.exit_status()
@@ -214,19 +215,21 @@ class StartedServer:
         returncode = self.process.poll()
         return None if returncode is None else exit_words(returncode)
 
-    async def ended_after(self) -> str | None:
+    async def ended_after(self, transports: Collection[str]) -> str | None:
         """
         How the server ended during a check, in words, or None if it still
-        listens. A process that dies closes its sockets before it can be
-        reaped, so one that no longer listens gets up to L{EXIT_GRACE}
-        seconds to end; if it lives on, it is said to have stopped listening.
+        listens over each of C{transports} (those that reached it). A
+        process that dies closes its sockets before it can be reaped, so
+        one that no longer listens gets up to L{EXIT_GRACE} seconds to end;
+        if it lives on (a thread of it died), it stopped listening.
         """
         status = self.exit_status()
-        if status is None and not self.listening():
+        deaf = [transport for transport in transports if not self.listening(transport)]
+        if status is None and deaf:
             deadline = self.reactor.seconds() + EXIT_GRACE
             while (status := self.exit_status()) is None and self.reactor.seconds() < deadline:
                 await pause(self.reactor, EXIT_POLL_INTERVAL)
-            status = status or f"stopped listening on port {self.port}"
+            status = status or f"stopped listening on {deaf[0].upper()} port {self.port}"
         return status
 
     def stop(self) -> None:
