@@ -119,6 +119,26 @@ class CrashTests(SynchronousTestCase):
             detail(document, "tcp-survives-reset"),
         )
 
+    def test_a_thread_that_dies_with_its_socket_is_a_crash_too(self) -> None:
+        """
+        The UDP thread dies of a datagram that is not UTF-8 and its socket
+        closes, while the process serves TCP on: once udp-reply reached
+        the server over UDP, that check is crashed, saying the server
+        stopped listening on UDP, with the thread's exception.
+        """
+        done, document, _ = run_checked(
+            self,
+            "udp_thread_dies",
+            *("--profile", "full", "--timeout", "2"),
+            *("--check", "udp-invalid-utf8", "--check", "udp-reply"),
+        )
+        self.assertEqual(verdicts(document)["udp-invalid-utf8"], "crashed", done.stdout)
+        self.assertRegex(
+            detail(document, "udp-invalid-utf8"),
+            r"; the server stopped listening on UDP port \d+ during this check, its output "
+            r"ending with: UnicodeDecodeError: ",
+        )
+
 
 class StartTests(SynchronousTestCase):
     def test_a_syntax_error_is_said_once(self) -> None:
