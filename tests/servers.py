@@ -493,7 +493,7 @@ def start_student_server(
     Run C{python PROGRAM PORT} on a free port, in a session of its own;
     wait until it listens; stop it and its children at cleanup. Return the port.
     """
-    from twisted_caps.check.grader import free_port, stop, wait_until_listening
+    from twisted_caps.check.started_server import free_port, stop
 
     port = free_port()
     log_path = os.path.abspath(case.mktemp())
@@ -510,6 +510,24 @@ def start_student_server(
         with open(log_path, "rb") as log:
             case.fail(f"{program} did not start: {log.read().decode(errors='replace')}")
     return port
+
+
+def wait_until_listening(
+    server: "subprocess.Popen[bytes]", port: int, transports: tuple[str, ...], timeout: float
+) -> bool:
+    """
+    Wait until the server accepts a TCP connection on C{port} (closed at
+    once, without sending), or, for UDP only, until the port is bound;
+    False if it exits first or C{timeout} seconds pass.
+    """
+    from twisted_caps.check.started_server import accepts, bound
+
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        if accepts(CHECKED_HOST, port) if "tcp" in transports else bound(port):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def read_until_close_notify(client: ssl.SSLSocket, timeout: float = 15) -> bytes:

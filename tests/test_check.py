@@ -28,7 +28,7 @@ from tests.servers import (
 )
 from twisted_caps import __version__
 from twisted_caps.check import CHECK_IDS, run_checks, select_checks
-from twisted_caps.check.grader import free_port
+from twisted_caps.check.started_server import free_port
 
 HOST = CHECKED_HOST
 
@@ -39,7 +39,7 @@ LECTURE_IDS = [check.id for check in select_checks("lecture", ("tcp", "udp"))]
 #: Checks that need more than one chunk on a connection, which --once answers.
 MORE_THAN_ONE_CHUNK = {"split-multibyte", "stream", "half-close"}
 #: Checks that need more than ASCII, which bytes.upper() does not do.
-MORE_THAN_ASCII = {"unicode", "split-multibyte"}
+MORE_THAN_ASCII = {"unicode", "udp-unicode", "split-multibyte"}
 
 
 class TwistedCapsTests(SynchronousTestCase):
@@ -149,6 +149,14 @@ class CommandTests(SynchronousTestCase):
             ["--tcp-only", "--udp-only"],
             ["--weight", "tcp-reply"],
             ["--weight", "no-such-check=2"],
+            ["--weight", "unicode=2"],
+            ["--weight", "udp-reply=2", "--tcp-only"],
+            ["--check", "no-such-check"],
+            ["--check", "udp-large"],
+            ["--run", ""],
+            ["--run", "python3 'server.py {port}"],
+            ["--run", "python3 server.py"],
+            ["--startup-timeout", "0"],
             ["--weight", "tcp-reply=-1"],
             ["--weight", "tcp-reply=\u0661"],
             ["--weight", "tcp-reply=1e308"],
@@ -167,17 +175,29 @@ class CommandTests(SynchronousTestCase):
             self.assertEqual(len(done.stderr.splitlines()), 1, (argv, done.stderr))
             self.assertTrue(done.stderr.startswith("caps-check: "), done.stderr)
 
+    def test_a_weight_for_a_check_the_run_does_not_make_is_refused(self) -> None:
+        """--weight for a check of another profile says which checks this run makes."""
+        done = caps_check("--weight", "unicode=2", "--port", "1")
+        self.assertEqual(
+            done.stderr,
+            "caps-check: --weight: unicode is not among the checks this run makes (profile "
+            f"lecture: {', '.join(LECTURE_IDS)}) (see --help)\n",
+        )
+
     def test_json_report(self) -> None:
         """--json writes the server, the profile and each check's id, verdict and detail."""
         port = free_port()
         _, document = checked(self, port)
-        self.assertEqual(set(document), {"server", "profile", "checks"})
+        self.assertEqual(
+            set(document), {"server", "profile", "start_failure", "server_output", "checks"}
+        )
+        self.assertEqual((document["start_failure"], document["server_output"]), ("", ""))
         self.assertEqual(document["server"], f"{HOST}:{port}")
         self.assertEqual(document["profile"], "lecture")
         self.assertEqual([check["id"] for check in document["checks"]], LECTURE_IDS)
         for check in document["checks"]:
-            self.assertEqual(set(check), {"id", "passed", "detail"})
-            self.assertIs(check["passed"], False)
+            self.assertEqual(set(check), {"id", "passed", "verdict", "detail", "server_output"})
+            self.assertEqual((check["passed"], check["verdict"]), (False, "failed"))
             self.assertEqual(check["detail"], f"connection refused by {HOST}:{port}")
 
     def test_json_report_of_passes(self) -> None:

@@ -4,17 +4,26 @@ examples/grading/, and working when run as the documentation says.
 """
 
 import json
+import os
+import re
+import shlex
+import subprocess
 from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from tests.servers import run_in_scratch
+from tests.servers import BIN, run_in_scratch
 
 PROJECT = Path(__file__).resolve().parent.parent
 GRADING = PROJECT / "examples" / "grading"
 SHOWN = ("autograder.py", "test_threaded_server.py")
-#: Graded by the examples above, and named in the documentation.
-SERVERS = ("lecture_server.py", "threaded_server.py")
+#: Graded by the examples above and the command lines shown, and named in the documentation.
+SERVERS = ("lecture_server.py", "threaded_server.py", "select_server.py")
+#: The command lines docs/grading.md shows with their output, run in examples/grading/.
+SHOWN_RUNS = (
+    "caps-check --run 'python3 select_server.py {port}' --profile full --timeout 2",
+    """caps-check --run 'python3 -c "import sys; port = int(sys.argv[1]" {port}'""",
+)
 
 
 class GradingExamplesTests(TestCase):
@@ -59,3 +68,24 @@ class GradingExamplesTests(TestCase):
             self, "pytest", "-q", "-p", "no:cacheprovider", str(GRADING / "test_threaded_server.py")
         )
         self.assertIn("7 passed", output)
+
+    def test_the_runs_shown_print_what_the_documentation_says(self) -> None:
+        """
+        Each caps-check command line docs/grading.md shows with its output
+        prints that output, line for line, run in examples/grading/ (a port
+        number is shown as P: caps-check picks a free one).
+        """
+        guide = (PROJECT / "docs" / "grading.md").read_text()
+        for command in SHOWN_RUNS:
+            shown = guide.split(f"```console\n$ {command}\n", 1)[1].split("```", 1)[0]
+            argv = shlex.split(command)
+            done = subprocess.run(
+                [os.path.join(BIN, argv[0]), *argv[1:]],
+                cwd=GRADING,
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+            )
+            self.assertEqual((done.stderr, done.returncode), ("", 1), command)
+            self.assertEqual(re.sub(r"port \d+", "port P", done.stdout), shown, command)

@@ -11,7 +11,7 @@ from pathlib import Path
 from twisted.trial.unittest import SynchronousTestCase
 
 from twisted_caps.check import grade_server
-from twisted_caps.check.grader import STOP_TIMEOUT, free_port
+from twisted_caps.check.started_server import STOP_TIMEOUT, free_port
 
 PROJECT = Path(__file__).resolve().parent.parent
 LECTURE_SERVER = str(PROJECT / "examples" / "grading" / "lecture_server.py")
@@ -57,16 +57,24 @@ class GradeServerTests(SynchronousTestCase):
         self.assertTrue(refused(port))
         self.assertGreaterEqual(time.monotonic() - started, STOP_TIMEOUT)
 
-    def test_a_server_that_does_not_start_fails_every_check(self) -> None:
-        """A crash at start fails each check, and the report keeps the server's traceback."""
+    def test_a_server_that_does_not_start_grades_nothing_and_says_why(self) -> None:
+        """
+        A crash at start: no check is graded, the report says once why (the
+        exception's last line), and keeps the server's traceback.
+        """
         report = grade_server(
             [sys.executable, str(STUDENT_SERVERS / "crashes_at_start.py"), "{port}"],
             startup_timeout=5,
         )
         self.assertEqual(report.passed_ids, ())
-        self.assertEqual(len(report.failed_ids), 6)
-        self.assertIn("NameError", report.server_output)
-        self.assertTrue(report["tcp-reply"].detail.startswith("connection refused by 127.0.0.1:"))
+        self.assertEqual(len(report.not_graded_ids), 6)
+        self.assertEqual(report["tcp-reply"].detail, "not graded: the server did not start")
+        self.assertRegex(
+            report.start_failure,
+            r"^the server did not start: it exited with status 1 before it listened on port "
+            r"\d+; its output ends with: NameError: name 'serverSocket' is not defined$",
+        )
+        self.assertIn("Traceback", report.server_output)
 
     def test_a_port_served_already_is_refused(self) -> None:
         """A port another program serves is refused before the student's server starts."""

@@ -19,10 +19,12 @@ from tests.servers import BIN, CHECKED_HOST, checked, detail, failed, start_stud
 from twisted_caps.check import CHECK_IDS, CHECKS
 from twisted_caps.check.feedback import CheckError
 from twisted_caps.check.runner import _run_one
+from twisted_caps.check.started_server import free_port
 from twisted_caps.check.stream_checks import split_multibyte
 from twisted_caps.check.target import Target
 
 STUDENT_SERVERS = Path(__file__).resolve().parent.parent / "student_servers"
+GRADING = Path(__file__).resolve().parents[2] / "examples" / "grading"
 CHECKS_BY_ID = {check.id: check for check in CHECKS}
 
 
@@ -111,6 +113,102 @@ class ReplyVerdictTests(SynchronousTestCase):
         self.assertEqual(failed(document), {"unicode", "split-multibyte", "stream", "half-close"})
 
 
+class StoppedServerTests(SynchronousTestCase):
+    def test_a_server_that_stops_is_named_on_every_later_check(self) -> None:
+        """
+        A server caps-check did not start dies on invalid-utf8: that check
+        fails, and every later check is not graded and names it, in the
+        printed lines, --json and Gradescope's output alike.
+        """
+        port = start_student_server(self, str(GRADING / "select_server.py"), ("tcp", "udp"))
+        results = os.path.abspath(self.mktemp())
+        done, document = checked(
+            self, port, "--profile", "full", "--timeout", "2", "--gradescope", results
+        )
+        after = ["udp-invalid-utf8", "split-multibyte", "tcp-survives-reset"]
+        verdicts = {check["id"]: check["verdict"] for check in document["checks"]}
+        self.assertEqual(verdicts["invalid-utf8"], "failed")
+        self.assertEqual([verdicts[check_id] for check_id in after], ["not graded"] * 3)
+        self.assertEqual(
+            detail(document, "split-multibyte"),
+            "not graded: the server stopped accepting connections during `invalid-utf8`",
+        )
+        self.assertEqual(
+            detail(document, "udp-invalid-utf8"),
+            "not graded: the server stopped receiving datagrams during `invalid-utf8`",
+        )
+        self.assertIn(
+            "tcp-survives-reset   SKIP not graded: the server stopped accepting connections "
+            "during `invalid-utf8`",
+            done.stdout,
+        )
+        self.assertEqual(done.stdout.splitlines()[-1], "11 passed, 2 failed, 3 not graded")
+        with open(results, encoding="utf-8") as gradescope:
+            tests = {test["name"]: test for test in json.load(gradescope)["tests"]}
+        self.assertTrue(tests["split-multibyte"]["output"].startswith("not graded: "))
+        self.assertFalse(tests["invalid-utf8"]["output"].startswith("not graded: "))
+
+    def test_a_server_that_was_never_there_is_failed_not_skipped(self) -> None:
+        """Nothing ever listening is a failure of each check, not a server that stopped."""
+        _, document = checked(self, free_port(), "--profile", "full")
+        self.assertEqual({check["verdict"] for check in document["checks"]}, {"failed"})
+
+
+class FeedbackTests(SynchronousTestCase):
+    """Feedback names the real cause, and gives a hint only where the evidence points."""
+
+    def test_a_server_that_waits_for_a_newline_is_told_the_protocol_has_no_framing(
+        self,
+    ) -> None:
+        """
+        socketserver reading lines, a thread per client: the checks that
+        judge framing say it waits for a newline; nothing says it is
+        iterative or should catch ConnectionResetError, and the checks of
+        concurrency, survival and streaming pass.
+        """
+        port = student_server(self, "readline_threaded", "tcp", "udp")
+        done, document = checked(self, port, "--profile", "full", "--timeout", "1")
+        self.assertEqual(
+            failed(document),
+            {"tcp-reply", "tcp-sentences", "no-framing", "udp-large", "unicode", "udp-unicode"}
+            | {"split-multibyte"},
+            done.stdout,
+        )
+        self.assertIn(
+            "sent 'hello world' (11 bytes); no reply within 1 s, but once a newline followed, "
+            "the server answered 'HELLO WORLD\\n' (12 bytes): it waits for the end of a line "
+            "(readline(), makefile(), a loop until b'\\n'), and the protocol has no framing",
+            detail(document, "tcp-reply"),
+        )
+        self.assertNotIn("iterative", done.stdout)
+        self.assertNotIn("ConnectionResetError", done.stdout)
+        self.assertIn("max_packet_size = 65535", detail(document, "udp-large"))
+
+    def test_a_bytes_upper_reply_to_a_split_character_is_the_unicode_problem(self) -> None:
+        """
+        A thread per client with bytes.upper() keeps reading: its reply to
+        the split character is called what it is, not "keep reading".
+        """
+        port = start_student_server(self, str(GRADING / "threaded_server.py"), ("tcp",))
+        _, document = checked(self, port, "--tcp-only", "--profile", "full", "--timeout", "2")
+        split = detail(document, "split-multibyte")
+        self.assertIn("got 'STRAßE' (7 bytes); expected 'STRASSE' (7 bytes)", split)
+        self.assertIn("(the reply is what bytes.upper() gives", split)
+        self.assertNotIn("keep reading", split)
+
+    def test_silence_gets_no_hint(self) -> None:
+        """A server that never replies is told what did not come, and no fix it did not earn."""
+        port = student_server(self, "silent_server", "tcp", "udp")
+        _, document = checked(self, port, "--profile", "full", "--timeout", "0.5")
+        for check_id in ("unicode", "invalid-utf8", "udp-unicode", "udp-large", "tcp-reply"):
+            # The detail ends with what was expected and its length: no fix follows.
+            self.assertRegex(
+                detail(document, check_id), r"; expected [^;]* \([\d,]+ bytes(, from byte 0)?\)$"
+            )
+        self.assertIn("nor after a newline", detail(document, "tcp-concurrent"))
+        self.assertNotIn("ConnectionResetError", detail(document, "tcp-survives-reset"))
+
+
 class SplitCharacterTests(TestCase):
     async def test_a_server_that_reads_once_fails_split_multibyte_every_time(self) -> None:
         """
@@ -123,7 +221,11 @@ class SplitCharacterTests(TestCase):
         for _ in range(10):
             with self.assertRaises(CheckError) as raised:
                 await split_multibyte(target)
-            self.assertIn("closed the connection before the rest", str(raised.exception))
+            # Whether the close or the first half's reply is seen first is
+            # the kernel's timing; the verdict and its reason are not.
+            failure = str(raised.exception)
+            self.assertIn("expected 'STRASSE' (7 bytes)", failure)
+            self.assertIn("keep reading, and decode with an incremental UTF-8 decoder", failure)
 
 
 class DatagramVerdictTests(SynchronousTestCase):

@@ -1,8 +1,10 @@
-"""The one-line details of failed checks: shown bytes, windows, first differences."""
+"""The one-line details of failed checks: shown bytes, windows, first differences, errors."""
+
+import errno
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from twisted_caps.check.feedback import describe_reply, first_difference, show
+from twisted_caps.check.feedback import describe_reply, error_words, first_difference, show
 
 
 class ShowTests(SynchronousTestCase):
@@ -77,3 +79,16 @@ class DescribeReplyTests(SynchronousTestCase):
             "sent 'abc' (3 bytes); got 'AB' (2 bytes); expected 'ABC' (3 bytes); "
             "first difference at byte 2",
         )
+
+
+class ErrorWordsTests(SynchronousTestCase):
+    def test_errors_are_words_never_numbers(self) -> None:
+        """A connection error is said in words: C{104} reads C{connection reset}."""
+        self.assertEqual(error_words(errno.ECONNRESET), "connection reset")
+        self.assertEqual(error_words(errno.ETIMEDOUT), "timed out")
+        self.assertEqual(error_words(errno.EHOSTUNREACH), "no route to host")
+        self.assertEqual(error_words(errno.EACCES), "permission denied")
+        self.assertEqual(
+            error_words(FileNotFoundError(errno.ENOENT, "x")), "no such file or directory"
+        )
+        self.assertEqual(error_words("Connection was aborted."), "Connection was aborted")

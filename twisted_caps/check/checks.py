@@ -23,8 +23,12 @@ class Check:
     run: Callable[[Target], Coroutine[Any, Any, None]]
 
 
-#: Every check, in the order they run: the one that may stop a fragile
-#: server (a reset) comes last, so a crash there costs no other check.
+#: Every check, in the order they run: first those that only send ASCII,
+#: which a server seldom dies of, then those that commonly stop a fragile
+#: server (non-ASCII text, bytes that are not UTF-8, a character split in
+#: two, a reset), so that against a server caps-check did not start, a
+#: crash costs as few other checks as it can. The order is interface:
+#: tests and docs/grading.md rely on it.
 CHECKS = (
     Check(
         "tcp-reply",
@@ -48,28 +52,11 @@ CHECKS = (
         stream_checks.tcp_concurrent,
     ),
     Check(
-        "unicode",
+        "no-framing",
         "tcp",
         "full",
-        "UTF-8 text gets Unicode's full upper-case mapping",
-        stream_checks.unicode,
-    ),
-    Check(
-        "split-multibyte",
-        "tcp",
-        "full",
-        "a character split across two sends, a pause apart, is upper-cased",
-        stream_checks.split_multibyte,
-    ),
-    Check(
-        "invalid-utf8",
-        "tcp",
-        "full",
-        "bytes that are not UTF-8 come back unchanged",
-        stream_checks.invalid_utf8,
-    ),
-    Check(
-        "no-framing", "tcp", "full", "text without a newline is answered", stream_checks.no_framing
+        "text without a newline is answered",
+        stream_checks.no_framing,
     ),
     Check(
         "stream",
@@ -112,6 +99,41 @@ CHECKS = (
         "full",
         "a 60,000-byte datagram is answered whole",
         datagram_checks.udp_large,
+    ),
+    Check(
+        "unicode",
+        "tcp",
+        "full",
+        "UTF-8 text gets Unicode's full upper-case mapping",
+        stream_checks.unicode,
+    ),
+    Check(
+        "udp-unicode",
+        "udp",
+        "full",
+        "a UTF-8 datagram gets Unicode's full upper-case mapping",
+        datagram_checks.udp_unicode,
+    ),
+    Check(
+        "invalid-utf8",
+        "tcp",
+        "full",
+        "bytes that are not UTF-8 come back unchanged",
+        stream_checks.invalid_utf8,
+    ),
+    Check(
+        "udp-invalid-utf8",
+        "udp",
+        "full",
+        "a datagram that is not UTF-8 comes back unchanged",
+        datagram_checks.udp_invalid_utf8,
+    ),
+    Check(
+        "split-multibyte",
+        "tcp",
+        "full",
+        "a character split across two sends, a pause apart, is upper-cased",
+        stream_checks.split_multibyte,
     ),
     Check(
         "tcp-survives-reset",

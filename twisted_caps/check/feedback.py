@@ -5,6 +5,9 @@ back and the bytes expected, shortened to one readable line, with the
 offset of the first byte that differs. Pure Python, no I/O.
 """
 
+import errno
+import os
+
 #: Bytes of a reply shown whole; longer ones are shown as a window.
 SHOWN_WHOLE = 48
 #: Bytes shown around the first difference in a long reply.
@@ -13,6 +16,66 @@ WINDOW = 40
 
 class CheckError(Exception):
     """A check's verdict is FAIL; the message is its one-line detail."""
+
+
+class RefusedError(CheckError):
+    """
+    The server refused a connection (or a datagram: port unreachable).
+    C{first_contact} says the check had reached the server on no socket
+    before: the server was not there when the check began.
+    """
+
+    def __init__(self, detail: str, first_contact: bool) -> None:
+        super().__init__(detail)
+        self.first_contact = first_contact
+
+
+class NoReplyError(CheckError):
+    """Nothing came back, not even after a newline: the server was silent."""
+
+
+class NoFramingError(CheckError):
+    """Nothing came back until a newline was sent: the server waits for lines."""
+
+
+#: Words for the errors a connection attempt may end with, by errno name.
+CONNECT_ERRORS = {
+    "ECONNRESET": "connection reset",
+    "ECONNREFUSED": "connection refused",
+    "ETIMEDOUT": "timed out",
+    "EHOSTUNREACH": "no route to host",
+    "ENETUNREACH": "network unreachable",
+    "EADDRNOTAVAIL": "address not available",
+    "EPIPE": "connection closed",
+}
+
+
+def error_words(code: object) -> str:
+    """
+    An operating system error as words (C{connection reset}), never its
+    number: C{code} is an errno, or whatever Twisted put in its place.
+    """
+    if isinstance(code, int):
+        name = errno.errorcode.get(code, "")
+        return CONNECT_ERRORS.get(name) or os.strerror(code).lower()
+    if isinstance(code, OSError) and code.errno is not None:
+        return error_words(code.errno)
+    return str(code).strip().rstrip(".") or "an unknown error"
+
+
+def upper_cased_as_bytes(sent: bytes, got: bytes, expected: bytes) -> bool:
+    """
+    Whether C{got} is what C{bytes.upper()} makes of C{sent}, and that is
+    not the right reply: the server upper-cased ASCII only.
+    """
+    return got == sent.upper() != expected
+
+
+#: What to do when the reply is what bytes.upper() gives.
+FIX_UNICODE = (
+    "the reply is what bytes.upper() gives, which changes ASCII letters only: decode the "
+    "bytes as UTF-8 and upper-case the text with str.upper()"
+)
 
 
 def show(data: bytes, around: int = 0) -> str:
