@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from twisted_caps.check.grader import PORT_PLACEHOLDER, grade_server
+from twisted_caps.check.grader import grade_server
+from twisted_caps.check.started_server import PORT_PLACEHOLDER
 from twisted_caps.check.target import Profile, Transport
 
 #: The environment variable naming the root Gradescope calls C{/autograder}.

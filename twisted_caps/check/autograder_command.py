@@ -26,7 +26,7 @@ from twisted_caps.check.autograder import (
     write_bundle,
 )
 from twisted_caps.check.checks import CHECK_IDS, select_checks
-from twisted_caps.check.grader import PORT_PLACEHOLDER
+from twisted_caps.check.started_server import PORT_PLACEHOLDER
 from twisted_caps.check.target import PROFILES, Transport
 from twisted_caps.core.option_values import points, quoted, seconds
 
