@@ -10,6 +10,7 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
 import twisted_caps
+from twisted_caps._twisted.startup_errors import report_start_up_errors_whole
 from twisted_caps.core.help_text import HelpfulOptions
 from twisted_caps.core.option_values import (
     MAX_SECONDS,
@@ -98,8 +99,8 @@ class Options(HelpfulOptions):
     range each option names. A bad option, endpoint string or certificate
     prints one line on stderr, "caps: ... (see --help)", and exits with
     status 1; so does a listener that cannot open ("caps: TCP ADDR:PORT:
-    reason"). A daemon (twistd without -n) reports that line to the
-    terminal through twistd's "An error has occurred: ...", and logs it.
+    reason"). A daemon (twistd without -n) prints that same line, whole, on
+    the terminal it was started from, logs it, and removes its pidfile.
     """
 
     description = __doc__
@@ -294,7 +295,9 @@ def makeService(options: Options) -> CapsDaemon:
     """
     Build the capitalization service from parsed options. Run by twistd or
     twist (options with a C{parent}), it handles the operator's signals
-    from now on, so that one arriving during start-up is not fatal.
+    from now on, so that one arriving during start-up is not fatal, and a
+    daemonizing twistd prints an error at start-up as the one line the log
+    has.
     """
     from twisted.internet import reactor
 
@@ -306,4 +309,5 @@ def makeService(options: Options) -> CapsDaemon:
     daemon = CapsDaemon(serving, reactor, options.host)
     if options.parent is not None:
         daemon.signals.install()
+        report_start_up_errors_whole()
     return daemon
