@@ -59,13 +59,24 @@ class IdentityCheckingCreator:
 
     def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         """A connection that sends the host name (SNI) and checks the certificate's names."""
-        connection = self._options.clientConnectionForTLS(tlsProtocol)
+        connection = self._connection_for(tlsProtocol)
         if not self._is_address:
             connection.set_tlsext_host_name(self._host.encode("idna"))
         connection.set_verify(
             SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._checker_for(tlsProtocol)
         )
         return connection
+
+    def _connection_for(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
+        """
+        A connection with the trust root's settings: Twisted 24.7's
+        C{CertificateOptions} has only the context to make one from; newer
+        ones make the connection themselves, as they prefer.
+        """
+        if IOpenSSLClientConnectionCreator.providedBy(self._options):
+            connection: SSL.Connection = self._options.clientConnectionForTLS(tlsProtocol)
+            return connection
+        return SSL.Connection(self._options.getContext(), None)
 
     def _checker_for(self, tlsProtocol: TLSMemoryBIOProtocol) -> Any:
         """
