@@ -3,6 +3,9 @@
 The C{caps} command of C{twistd} and C{twist}: options in, service out.
 """
 
+import os
+import re
+import sys
 from collections.abc import Sequence
 
 from twisted.internet import endpoints
@@ -172,7 +175,27 @@ class Options(HelpfulOptions):
         try:
             super().parseOptions(options)
         except usage.UsageError as error:
-            raise SystemExit(one_line(f"caps: {error} (see --help)")) from None
+            message = self._runner_option_hint(str(error)) or f"{error} (see --help)"
+            raise SystemExit(one_line(f"caps: {message}")) from None
+
+    def _runner_option_hint(self, message: str) -> str | None:
+        """
+        For an option caps does not know but the command running it does
+        (C{twistd caps -n}), say where it goes: before C{caps}.
+        """
+        unknown = UNKNOWN_OPTION.fullmatch(message)
+        runner = getattr(self, "parent", None)
+        if unknown is None or runner is None:
+            return None
+        option = unknown.group(1)
+        if option.lstrip("-") not in getattr(runner, "synonyms", {}):
+            return None
+        name = os.path.basename(sys.argv[0]) if sys.argv else "twistd"
+        name = name if name in ("twistd", "twist") else "twistd"
+        return (
+            f"{option} is an option of {name}, not of caps: {name}'s own options go"
+            f" before caps ({name} {option} caps ...)"
+        )
 
     def postOptions(self) -> None:
         self.host = HostSettings.from_command(getattr(self, "parent", None))
@@ -231,6 +254,10 @@ def parse_seconds(text: str, option: str) -> float:
     return seconds(text, option, f"a number of seconds (0-{MAX_SECONDS})")
 
 
+#: How usage.Options words an option it does not know (getopt's message).
+UNKNOWN_OPTION = re.compile(r"option (-\S+) not recognized")
+
+
 #: The endpoint types whose listening sockets workers can inherit and adopt.
 WORKER_ENDPOINTS = ("tcp:", "tcp6:", "unix:")
 
@@ -264,6 +291,11 @@ def parse_tcp_listener(description: str, option: str, backlog: int | None = None
     """
     from twisted.internet import reactor
 
+    if description.isascii() and description.isdigit():
+        raise usage.UsageError(
+            f"{option} {description}: a port alone is not an endpoint string;"
+            f" write tcp:{description} (tcp:{description}:interface=127.0.0.1 for this host only)"
+        )
     try:
         endpoint_strings.check(description)
         queued = description

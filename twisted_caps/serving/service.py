@@ -240,7 +240,10 @@ class CapsService(Service):
 
     def _listen(self) -> None:
         before, after = raise_open_files_limit()
-        self.log.info("caps: open files limit {after} (was {before})", before=before, after=after)
+        if after != before:
+            self.log.info(
+                "caps: open files limit raised from {before} to {after}", before=before, after=after
+            )
         for _ in range(SHARED_PORT_ATTEMPTS):
             try:
                 self._listen_once()
@@ -383,7 +386,13 @@ class CapsService(Service):
 
     def _opened(self, kind: str, port: IListeningPort) -> None:
         self.ports.append(port)
-        self.log.info("caps: serving {kind} on {address}", kind=kind, address=_describe(port))
+        tls = _reloadable_tls(port) is not None
+        self.log.info(
+            "caps: serving {kind} on {address}" + (" with TLS" if tls else ""),
+            kind=kind,
+            address=_describe(port),
+            tls=tls,
+        )
 
 
 def _reloadable_tls(port: IListeningPort) -> Any:
