@@ -10,9 +10,11 @@ import re
 import subprocess
 from typing import cast
 
+from cryptography import x509
 from twisted.internet import reactor, ssl
 from twisted.internet.interfaces import IReactorSSL
-from twisted.internet.protocol import Protocol, connectionDone
+from twisted.internet.protocol import ClientFactory, Protocol, connectionDone
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
@@ -30,6 +32,7 @@ from tests.servers import (
     wait_for,
 )
 from twisted_caps.client import TLSVerificationError, capitalize_over_tcp, tls_client_options
+from twisted_caps.client.tls_identity import IdentityCheckingCreator
 
 NO_NAMES = "it has no subjectAltName (its subject, CN=other, is not used for names)"
 BYTES_IN = re.compile(rb"(\d+) bytes in")
@@ -141,3 +144,19 @@ class CommandTests(TestCase):
             "--tls", "--ca", files.ca, "--host", HOST, "-p", str(daemon.tcp_port), "hi"
         )
         self.assertEqual((done.returncode, done.stdout, done.stderr), (0, b"HI\n", b""))
+
+
+class ServerNameTests(TestCase):
+    def test_a_name_idna_refuses_gets_no_server_name_and_is_checked_all_the_same(self) -> None:
+        files = certificate(self, "DNS:localhost")
+        with open(files.certificate, "rb") as pem:
+            trusted = pem.read()
+        creator = IdentityCheckingCreator("a..b", ssl.Certificate.loadPEM(trusted))
+        wrapper = TLSMemoryBIOFactory(creator, True, ClientFactory.forProtocol(Protocol))
+        tls_protocol = wrapper.buildProtocol(None)
+        connection = creator.clientConnectionForTLS(tls_protocol)
+        self.assertIsNone(connection.get_servername())
+        self.assertEqual(
+            creator.problem_with(x509.load_pem_x509_certificate(trusted)),
+            "TLS certificate is not valid for a..b: it names localhost",
+        )

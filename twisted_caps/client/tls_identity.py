@@ -55,13 +55,14 @@ class IdentityCheckingCreator:
     def __init__(self, host: str, trust: Any) -> None:
         self._host = host
         self._is_address = isIPAddress(host) or isIPv6Address(host)
+        self._server_name = None if self._is_address else _server_name(host)
         self._options = CertificateOptions(trustRoot=trust)
 
     def clientConnectionForTLS(self, tlsProtocol: TLSMemoryBIOProtocol) -> SSL.Connection:
         """A connection that sends the host name (SNI) and checks the certificate's names."""
         connection = self._connection_for(tlsProtocol)
-        if not self._is_address:
-            connection.set_tlsext_host_name(self._host.encode("idna"))
+        if self._server_name is not None:
+            connection.set_tlsext_host_name(self._server_name)
         connection.set_verify(
             SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, self._checker_for(tlsProtocol)
         )
@@ -116,6 +117,14 @@ class IdentityCheckingCreator:
         else:
             return None
         return one_line(f"TLS certificate is not valid for {self._host}: {names_of(certificate)}")
+
+
+def _server_name(host: str) -> bytes | None:
+    """C{host} as Server Name Indication sends it (IDNA), or None for a name IDNA refuses."""
+    try:
+        return host.encode("idna")
+    except UnicodeError:
+        return None  # the name check still refuses a certificate that does not name it
 
 
 def names_of(certificate: x509.Certificate) -> str:
