@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tls_identity -*-
+# -*- test-case-name: tests.test_client_tls_identity -*-
 """
 The client's TLS settings: a certificate chain the trust root signs, and a
 certificate that names the host connected to, checked during the handshake
