@@ -3,6 +3,7 @@
 import datetime
 import ipaddress
 import os
+import subprocess
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -109,3 +110,22 @@ def make_server_files(directory: str, names: tuple[str, ...] = LOOPBACK_NAMES) -
 def ssl_endpoint(files: ServerFiles) -> str:
     """The C{--tcp} endpoint string of a loopback TLS listener on a free port."""
     return f"ssl:0:interface=127.0.0.1:privateKey={files.key}:certKey={files.certificate}"
+
+
+def openssl_self_signed(
+    directory: str, openssl: str, common_name: str, alternative_names: tuple[str, ...] = ()
+) -> ServerFiles:
+    """
+    A certificate made the quick way operators make one, with the C{openssl}
+    command line: self-signed (so it is its own CA), with subject
+    CN=C{common_name} and, only when C{alternative_names} are given, a
+    subjectAltName of them (C{DNS:name} or C{IP:address}).
+    """
+    os.makedirs(directory, exist_ok=True)
+    key, certificate = os.path.join(directory, "k.pem"), os.path.join(directory, "c.pem")
+    command = [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    command += ["-subj", f"/CN={common_name}", "-keyout", key, "-out", certificate]
+    if alternative_names:
+        command += ["-addext", "subjectAltName=" + ",".join(alternative_names)]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+    return ServerFiles(ca=certificate, certificate=certificate, key=key)

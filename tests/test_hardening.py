@@ -222,10 +222,6 @@ class SignalTests(SynchronousTestCase):
         self.assertEqual(daemon.stop(signal.SIGINT), -signal.SIGINT)
         self.assertNotIn(b"Traceback", daemon.output)
 
-    def test_open_files_limit_is_logged(self) -> None:
-        daemon = start_process(self, twistd("-i", HOST, "-p", "0", "--no-udp"), expect=("TCP",))
-        self.assertIn(b"caps: open files limit", daemon.output)
-
 
 class StreamFuzzTests(SynchronousTestCase):
     @settings(max_examples=300)

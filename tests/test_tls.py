@@ -55,7 +55,10 @@ class LibraryTests(TestCase):
         tls = tls_client_options("localhost", files.ca)
         with self.assertRaises(TLSVerificationError) as raised:
             await capitalize_over_tcp(reactor, "localhost", port, b"x", tls=tls)
-        self.assertEqual(str(raised.exception), "TLS certificate is not valid for localhost")
+        self.assertEqual(
+            str(raised.exception),
+            "TLS certificate is not valid for localhost: it names caps.example",
+        )
 
     async def test_certificate_from_an_untrusted_ca_is_refused(self) -> None:
         files = make_server_files(self.mktemp())
@@ -98,7 +101,10 @@ class CommandTests(TestCase):
         self.assertEqual(done.stdout, b"")
         self.assertEqual(
             done.stderr.splitlines(),
-            [f"caps-client: 127.0.0.1:{port}: TLS certificate is not valid for 127.0.0.1".encode()],
+            [
+                f"caps-client: 127.0.0.1:{port}: TLS certificate is not valid for 127.0.0.1:"
+                " it names caps.example".encode()
+            ],
         )
 
     def test_untrusted_certificate_is_one_line_and_status_1(self) -> None:

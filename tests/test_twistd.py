@@ -94,7 +94,8 @@ class PortInUseTests(TestCase):
             ]
         )
         self.assertEqual(done.returncode, 1)
-        self.assertIn(b"An error has occurred", done.stderr)
+        line = f"caps: TCP 127.0.0.1:{self.port}: Address already in use"
+        self.assertEqual(done.stderr, line.encode() + b"\n")
 
         def logged() -> bytes:
             with open(logfile, "rb") as log:

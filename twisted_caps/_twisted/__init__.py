@@ -72,6 +72,14 @@ Twisted without it, and the upstream ticket that would retire it.
     override is never called and Twisted's own close applies
     (C{tests/test_tls.py} and C{tests/adversarial/test_tls.py} fail, which
     is the alarm). Retired by twisted#5341 (TLS half-close).
+  - L{twisted_caps._twisted.startup_errors}: a daemonizing C{twistd}
+    prints an error at start-up as the service's one line, whole, instead
+    of C{An error has occurred: b'module.Class: ...'} cut at 100 bytes.
+    Imports C{twisted.scripts._twistd_unix} and replaces
+    C{UnixApplicationRunner._formatChildException} (the daemon's report)
+    and C{UnixApplicationRunner._waitForStart} (the terminal's reading of
+    it). Fallback: a twistd without them keeps its own report. No upstream
+    ticket yet: the text to file is in C{docs/twisted.md}.
 
 Two former readers of private names now use public interfaces and need no
 fence: the service hands its listening sockets to workers through

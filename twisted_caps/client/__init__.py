@@ -9,9 +9,9 @@ C{ConnectionRefusedError}, C{DNSLookupError} or C{TimeoutError}: a server
 that never answers cannot make a caller wait longer than C{timeout}. Over
 TCP a connection that ends otherwise than by the server's close (a reset)
 fails the call with the reason Twisted gives (C{ConnectionLost}); over
-TLS, a certificate that is untrusted or names another host fails it with
-L{TLSVerificationError}. A server that closes without a reply gives
-C{b""}.
+TLS, a certificate that is untrusted or does not name the host fails it
+with L{TLSVerificationError}, before any text is sent. A server that closes
+without a reply gives C{b""}.
 """
 
 from typing import Any
@@ -93,30 +93,35 @@ class _StreamExchange(Protocol):
 def tls_client_options(host: str, ca_file: str | None = None) -> IOpenSSLClientConnectionCreator:
     """
     TLS settings that accept only a certificate for C{host} (a DNS name or
-    an IP address) signed by the CA in the PEM file C{ca_file}, or by one
-    the system trusts when C{ca_file} is None. Needs the C{tls} extra.
+    an IP address, which its subjectAltName must name) signed by the CA in
+    the PEM file C{ca_file}, or by one the system trusts when C{ca_file} is
+    None. A certificate that fails is refused during the handshake, before
+    any text is sent (see L{twisted_caps.client.tls_identity}). Needs the
+    C{tls} extra.
 
     @raise ValueError: with one line, if C{ca_file} cannot be read or is
         not a regular file of at most 1 MiB.
     """
     from twisted.internet import ssl
 
+    from twisted_caps.client.tls_identity import IdentityCheckingCreator
+
     trust: Any = ssl.platformTrust()
     if ca_file is not None:
         trust = ssl.Certificate.loadPEM(read_pem_file(ca_file, "--ca"))
-    creator: IOpenSSLClientConnectionCreator = ssl.optionsForClientTLS(host, trustRoot=trust)
-    return creator
+    return IdentityCheckingCreator(host, trust)
 
 
 def _is_verification_failure(reason: Failure) -> bool:
     from OpenSSL import SSL
-    from service_identity import VerificationError
 
-    return reason.check(SSL.Error, VerificationError) is not None
+    from twisted_caps.client.tls_identity import CertificateIdentityError
+
+    return reason.check(SSL.Error, CertificateIdentityError) is not None
 
 
 def _verification_message(reason: Failure) -> str:
-    """One line for a failed TLS handshake: OpenSSL's reason, or the name mismatch."""
+    """One line for a failed TLS handshake: OpenSSL's reason, or what the certificate names."""
     from OpenSSL import SSL
 
     value = reason.value
@@ -125,13 +130,7 @@ def _verification_message(reason: Failure) -> str:
             entry[2] for entry in value.args[0] if isinstance(entry, tuple) and len(entry) == 3
         ]
         return "TLS handshake failed: " + ("; ".join(reasons) or str(value))
-    names = []
-    for mismatch in getattr(value, "errors", ()):
-        wanted = getattr(mismatch, "mismatched_id", None)
-        name = getattr(wanted, "hostname", None) or getattr(wanted, "ip", None)
-        if name is not None:
-            names.append(name.decode("ascii", "replace") if isinstance(name, bytes) else str(name))
-    return f"TLS certificate is not valid for {', '.join(names) or 'this host name'}"
+    return str(value)
 
 
 def capitalize_over_tcp(

@@ -171,6 +171,9 @@ class CapsDaemon(MultiService):
         self.log.info("caps: reloading (SIGHUP)")
         self._reopen_log_file()
         self.serving.reload()
+        if isinstance(self.serving, CapsService):
+            # Workers are replaced one at a time; the supervisor says when it is done.
+            self.log.info("caps: reload done")
 
     def reopen_logs(self) -> None:
         """SIGUSR1: continue in a log file opened anew, after a rotation moved it."""

@@ -41,13 +41,14 @@ ends the reload, and the old workers keep serving.
 import contextlib
 import json
 import os
+import signal
 import sys
 from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, TimeoutError
-from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.error import ProcessDone, ProcessExitedAlready, ProcessTerminated
 from twisted.internet.interfaces import IDelayedCall, IListeningPort, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger, LogLevel
@@ -219,12 +220,19 @@ class WorkersService(Service):
         index = protocol.index
         if self.workers.get(index) is not protocol:
             self.retiring.discard(protocol)
-            self.log.info(
-                "caps: worker {index} (pid {pid}) exited: {reason}; another serves in its place",
-                index=index,
-                pid=protocol.pid,
-                reason=reason.getErrorMessage(),
-            )
+            if reason.check(ProcessDone):
+                self.log.info(
+                    "caps: worker {index} (pid {pid}) retired after reload",
+                    index=index,
+                    pid=protocol.pid,
+                )
+            else:
+                self.log.info(
+                    "caps: worker {index} (pid {pid}) retired after reload: {how}",
+                    index=index,
+                    pid=protocol.pid,
+                    how=ended_in_words(reason),
+                )
             return
         del self.workers[index]
         if not self.running:
@@ -343,6 +351,23 @@ class WorkersService(Service):
             return
         with contextlib.suppress(ProcessExitedAlready):
             process.signalProcess(name)
+
+
+def ended_in_words(reason: Failure) -> str:
+    """How a worker process ended, in words: exited with status N, ended by SIGNAME."""
+    value = reason.value
+    if isinstance(value, ProcessTerminated):
+        if value.signal is not None:
+            return f"ended by {_signal_name(value.signal)}"
+        return f"exited with status {value.exitCode}"
+    return "exited" if isinstance(value, ProcessDone) else reason.getErrorMessage()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def _cancel(result: None, call: IDelayedCall) -> None:

@@ -3,6 +3,9 @@
 The C{caps} command of C{twistd} and C{twist}: options in, service out.
 """
 
+import os
+import re
+import sys
 from collections.abc import Sequence
 
 from twisted.internet import endpoints
@@ -10,6 +13,7 @@ from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.python import usage
 
 import twisted_caps
+from twisted_caps._twisted.startup_errors import report_start_up_errors_whole
 from twisted_caps.core.help_text import HelpfulOptions
 from twisted_caps.core.option_values import (
     MAX_SECONDS,
@@ -98,8 +102,8 @@ class Options(HelpfulOptions):
     range each option names. A bad option, endpoint string or certificate
     prints one line on stderr, "caps: ... (see --help)", and exits with
     status 1; so does a listener that cannot open ("caps: TCP ADDR:PORT:
-    reason"). A daemon (twistd without -n) reports that line to the
-    terminal through twistd's "An error has occurred: ...", and logs it.
+    reason"). A daemon (twistd without -n) prints that same line, whole, on
+    the terminal it was started from, logs it, and removes its pidfile.
     """
 
     description = __doc__
@@ -171,7 +175,27 @@ class Options(HelpfulOptions):
         try:
             super().parseOptions(options)
         except usage.UsageError as error:
-            raise SystemExit(one_line(f"caps: {error} (see --help)")) from None
+            message = self._runner_option_hint(str(error)) or f"{error} (see --help)"
+            raise SystemExit(one_line(f"caps: {message}")) from None
+
+    def _runner_option_hint(self, message: str) -> str | None:
+        """
+        For an option caps does not know but the command running it does
+        (C{twistd caps -n}), say where it goes: before C{caps}.
+        """
+        unknown = UNKNOWN_OPTION.fullmatch(message)
+        runner = getattr(self, "parent", None)
+        if unknown is None or runner is None:
+            return None
+        option = unknown.group(1)
+        if option.lstrip("-") not in getattr(runner, "synonyms", {}):
+            return None
+        name = os.path.basename(sys.argv[0]) if sys.argv else "twistd"
+        name = name if name in ("twistd", "twist") else "twistd"
+        return (
+            f"{option} is an option of {name}, not of caps: {name}'s own options go"
+            f" before caps ({name} {option} caps ...)"
+        )
 
     def postOptions(self) -> None:
         self.host = HostSettings.from_command(getattr(self, "parent", None))
@@ -230,6 +254,10 @@ def parse_seconds(text: str, option: str) -> float:
     return seconds(text, option, f"a number of seconds (0-{MAX_SECONDS})")
 
 
+#: How usage.Options words an option it does not know (getopt's message).
+UNKNOWN_OPTION = re.compile(r"option (-\S+) not recognized")
+
+
 #: The endpoint types whose listening sockets workers can inherit and adopt.
 WORKER_ENDPOINTS = ("tcp:", "tcp6:", "unix:")
 
@@ -263,6 +291,11 @@ def parse_tcp_listener(description: str, option: str, backlog: int | None = None
     """
     from twisted.internet import reactor
 
+    if description.isascii() and description.isdigit():
+        raise usage.UsageError(
+            f"{option} {description}: a port alone is not an endpoint string;"
+            f" write tcp:{description} (tcp:{description}:interface=127.0.0.1 for this host only)"
+        )
     try:
         endpoint_strings.check(description)
         queued = description
@@ -294,7 +327,9 @@ def makeService(options: Options) -> CapsDaemon:
     """
     Build the capitalization service from parsed options. Run by twistd or
     twist (options with a C{parent}), it handles the operator's signals
-    from now on, so that one arriving during start-up is not fatal.
+    from now on, so that one arriving during start-up is not fatal, and a
+    daemonizing twistd prints an error at start-up as the one line the log
+    has.
     """
     from twisted.internet import reactor
 
@@ -306,4 +341,5 @@ def makeService(options: Options) -> CapsDaemon:
     daemon = CapsDaemon(serving, reactor, options.host)
     if options.parent is not None:
         daemon.signals.install()
+        report_start_up_errors_whole()
     return daemon

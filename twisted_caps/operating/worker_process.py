@@ -24,13 +24,14 @@ Ctrl-C reaches the whole process group): a worker ignores them.
 import ctypes
 import json
 import os
+import re
 import signal
 import sys
 from dataclasses import asdict
 from typing import Any
 
 from twisted.internet.task import LoopingCall
-from twisted.logger import Logger, globalLogBeginner
+from twisted.logger import LogEvent, Logger, globalLogBeginner
 
 from twisted_caps.operating.parent_pipe import READY, ParentPipe, stop_reactor
 from twisted_caps.operating.signals import OperatorSignals
@@ -47,6 +48,20 @@ RETIRE_POLL = 0.05
 
 #: prctl(2) option: the signal the kernel sends this process when its parent dies.
 PR_SET_PDEATHSIG = 1
+#: Twisted's lines about a listening port: in a worker they describe the
+#: socket it shares with its parent and the other workers, as "CapsStreamFactory
+#: starting on 1200" when it adopts it and "(TCP Port 1200 Closed)" when it
+#: stops using it, though that socket stays open and served. The worker's
+#: own lines ("serving", "retiring") and the parent's say it in caps' words.
+SHARED_PORT_LINE = re.compile(r"\(\w+ Port \S+ Closed\)|\w+ starting on \S+")
+
+
+def worker_line(event: LogEvent) -> str | None:
+    """A worker's event as the plain line its parent stamps, or None for Twisted's port lines."""
+    line = plain_text(event)
+    if line is None or SHARED_PORT_LINE.fullmatch(line.rstrip("\n")):
+        return None
+    return line
 
 
 def encode_spec(config: CapsConfig, sockets: tuple[InheritedSocket, ...], parent: int) -> str:
@@ -147,7 +162,7 @@ def main(argv: list[str]) -> None:
     from twisted.internet import reactor
 
     # Plain lines, written in batches, for the parent to stamp.
-    plain_lines = BatchedFileLogObserver(sys.stdout, plain_text, reactor, LOG_DELAY)
+    plain_lines = BatchedFileLogObserver(sys.stdout, worker_line, reactor, LOG_DELAY)
     globalLogBeginner.beginLoggingTo([plain_lines], redirectStandardIO=False)
     OperatorSignals(reactor, {}, stop_signals=(signal.SIGTERM,)).install()
     service = CapsService(config, reactor, sockets, fast_dispatch=True)

@@ -29,6 +29,7 @@ logrotate (or any tool) has moved it away; see docs/operating.md.
 """
 
 import contextlib
+import json
 import os
 import sys
 import threading
@@ -41,12 +42,12 @@ from twisted.logger import (
     LogEvent,
     Logger,
     LogLevel,
-    eventAsJSON,
     eventAsText,
     formatEventAsClassicLogText,
     formatTime,
     timeFormatRFC3339,
 )
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 #: The mode of a log file this process creates (logrotate's C{create} sets its own).
@@ -217,9 +218,30 @@ def plain_text(event: LogEvent) -> str:
     return text + "\n"
 
 
+#: The values a JSON line keeps as they are.
+JSON_NATIVE = (str, int, float, bool, type(None))
+
+
 def json_line(event: LogEvent) -> str:
-    """One event as one line of JSON, as C{twist --log-format json} writes it."""
-    return eventAsJSON(event) + "\n"
+    """
+    One event as one line of JSON: C{twist --log-format json}'s fields
+    without what says nothing outside the process. Twisted writes every
+    object it cannot serialize (the logger, the object that logged) as
+    C{{"unpersistable": true}} and tags its own classes with
+    C{__class_uuid__}; here such fields are left out, the level is
+    C{{"name": "info"}}, and a failure is its traceback as text.
+    """
+    fields: dict[str, object] = {}
+    for key, value in event.items():
+        if isinstance(value, JSON_NATIVE):
+            fields[key] = value
+        elif key == "log_level":
+            fields[key] = {"name": getattr(value, "name", str(value))}
+        elif isinstance(value, Failure):
+            fields[key] = value.getTraceback()
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, JSON_NATIVE) for v in value):
+            fields[key] = list(value)
+    return json.dumps(fields) + "\n"
 
 
 def _reactor() -> Any:

@@ -47,11 +47,9 @@ class ListenError(SystemExit, Exception):
     As a C{SystemExit}, it makes C{twistd -n} and C{twist} print the message
     and exit with status 1, with no traceback. As an C{Exception}, it is
     what daemonizing C{twistd} reports through its start-up pipe, so the
-    parent process prints it and exits with status 1 instead of waiting.
-    twistd cuts that report to 100 bytes (C{_twistd_unix}'s
-    C{_formatChildException}), class name included: the line is short, and
-    the reason comes with the address, so an IPv4 address and port fit
-    whole; the log has the line whatever its length.
+    parent process prints it and exits with status 1 instead of waiting;
+    L{twisted_caps._twisted.startup_errors} makes that report this line,
+    whole.
     """
 
 
@@ -80,9 +78,31 @@ def _opening(listener: str, on_shared_port: bool) -> Iterator[None]:
         reason = getattr(error.socketError, "strerror", None) or str(error.socketError)
         if on_shared_port and getattr(error.socketError, "errno", None) == errno.EADDRINUSE:
             raise _SharedPortTakenError(f"{listener} is in use") from error
-        raise ListenError(f"caps: {_cannot_listen_address(listener, error)}: {reason}") from error
+        hint = _privileged_port_hint(error)
+        raise ListenError(
+            f"caps: {_cannot_listen_address(listener, error)}: {reason}{hint}"
+        ) from error
     except Exception as error:
         raise ListenError(f"caps: {listener}: {error}") from error
+
+
+#: Ports below this one need privileges to bind (Linux's default
+#: net.ipv4.ip_unprivileged_port_start).
+FIRST_UNPRIVILEGED_PORT = 1024
+
+
+def _privileged_port_hint(error: CannotListenError) -> str:
+    """How to bind a port below 1024 without running as root, when that is what failed."""
+    port = error.port if isinstance(error.port, int) else None
+    if getattr(error.socketError, "errno", None) != errno.EACCES or port is None:
+        return ""
+    if port >= FIRST_UNPRIVILEGED_PORT:
+        return ""
+    return (
+        f" (ports below {FIRST_UNPRIVILEGED_PORT} need root: start as root with twistd --uid,"
+        " which binds, then drops privileges, or let systemd's sockets bind it;"
+        " see docs/deploying.md)"
+    )
 
 
 def _cannot_listen_address(listener: str, error: CannotListenError) -> str:
@@ -220,7 +240,10 @@ class CapsService(Service):
 
     def _listen(self) -> None:
         before, after = raise_open_files_limit()
-        self.log.info("caps: open files limit {after} (was {before})", before=before, after=after)
+        if after != before:
+            self.log.info(
+                "caps: open files limit raised from {before} to {after}", before=before, after=after
+            )
         for _ in range(SHARED_PORT_ATTEMPTS):
             try:
                 self._listen_once()
@@ -363,7 +386,13 @@ class CapsService(Service):
 
     def _opened(self, kind: str, port: IListeningPort) -> None:
         self.ports.append(port)
-        self.log.info("caps: serving {kind} on {address}", kind=kind, address=_describe(port))
+        tls = _reloadable_tls(port) is not None
+        self.log.info(
+            "caps: serving {kind} on {address}" + (" with TLS" if tls else ""),
+            kind=kind,
+            address=_describe(port),
+            tls=tls,
+        )
 
 
 def _reloadable_tls(port: IListeningPort) -> Any:
