@@ -215,7 +215,15 @@ class FenceTests(SynchronousTestCase):
         }
         self.assertEqual(
             caught,
-            {"accept_errors", "immediate", "dispatch", "lean_server", "shared_accept", "tls"},
+            {
+                "accept_errors",
+                "dispatch",
+                "eager_read",
+                "immediate",
+                "lean_server",
+                "shared_accept",
+                "tls",
+            },
         )
 
     def test_planted_private_reads_are_caught(self) -> None:

@@ -9,8 +9,9 @@ C{tcp.Server}'s constructor formats two strings per connection, C{logstr}
 about 165 bytes that every idle connection keeps, an eighth of what one
 costs caps in all, and two string formats per accepted connection, for
 text read only when something logs an error about the connection or
-prints it. L{LeanServer} takes the values the constructor assigns and
-drops them, and makes the same text on demand; L{use_lean_server} has a
+prints it (and five calls to ask the protocol for its prefix).
+L{LeanServer}'s constructor does what Twisted's does but those, and
+makes the same text on demand; L{use_lean_server} has a
 listening C{tcp.Port} build it (the port's C{transport} attribute is the
 class it builds). A connection's prefix after it has closed (Twisted has
 removed its protocol by then) names no protocol.
@@ -35,9 +36,11 @@ It reads C{Port._realPortNumber} for the C{repr}, as Twisted does. The
 changes to propose upstream: compute C{logstr} and C{repr} lazily in
 C{tcp.Server} itself, and let a transport's read size adapt (no ticket
 for either yet). A port that is not exactly a
-C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport; on a
-Twisted whose C{Server} no longer stores either string, the subclass
-changes nothing.
+C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport. The
+constructor is Twisted 26.10's less the strings (C{tcp.Connection}'s,
+then the attributes C{tcp.Server}'s sets, C{_addressType} for IPv6
+included): a Twisted whose C{Server} sets more fails
+C{tests/test_lean_server.py}, which compares the attributes of both.
 """
 
 import fcntl
@@ -47,8 +50,8 @@ import termios
 from errno import EAGAIN
 from typing import Any
 
-from twisted.internet import main, tcp
-from twisted.internet.interfaces import ILoggingContext
+from twisted.internet import address, main, tcp
+from twisted.internet.interfaces import ILoggingContext, IProtocol, IReactorFDSet
 
 
 def _log_prefix(protocol: object) -> str:
@@ -89,6 +92,34 @@ class LeanServer(tcp.Server):
 
     #: What the next read asks for (an instance attribute only once it grew).
     read_size = READ_SIZE
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: IProtocol,
+        client: tuple[Any, ...],
+        server: tcp.Port,
+        sessionno: int,
+        reactor: IReactorFDSet,
+    ) -> None:
+        """
+        C{tcp.Server.__init__} less the two strings: Twisted's asks the
+        protocol for its log prefix (five calls) and formats both, for every
+        connection accepted.
+        """
+        tcp.Connection.__init__(self, sock, protocol, reactor)
+        if len(client) != 2:
+            self._addressType = address.IPv6Address
+        self.server = server
+        self.client = client
+        self.sessionno = sessionno
+        self.hostname = client[0]
+        self.start_reading_when_accepted()
+        self.connected = 1
+
+    def start_reading_when_accepted(self) -> None:
+        """Watch for input from the start, as Twisted's transport does."""
+        self.startReading()
 
     if _READS_THROUGH_DATA_RECEIVED:
 

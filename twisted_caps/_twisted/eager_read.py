@@ -1,0 +1,136 @@
+# -*- test-case-name: tests.test_eager_read -*-
+"""
+Accept a TCP connection when its first bytes arrive, and read them at once,
+before the connection is registered with the reactor.
+
+Twisted accepts a connection when the handshake completes, registers it
+with epoll (an C{epoll_ctl}), and reads it when C{epoll_wait} says its
+first bytes have come: a trip round the reactor per connection. With
+C{TCP_DEFER_ACCEPT} on the listening socket (Linux; nginx's C{deferred}),
+the kernel queues the connection for C{accept} only once data (or a FIN)
+has arrived, or L{DEFER_ACCEPT_SECONDS} after the handshake if none has.
+So when L{EagerPort} has accepted, it reads each new connection once,
+through the transport's own C{doRead}, which hands the bytes to its
+protocol (TLS and PROXY-protocol wrappers included, as the reactor's read
+would), and registers it only if it is still open and reading. A
+connection closed during that read (C{--once}, a client that connected
+and closed) is never registered at all; one whose client has sent nothing
+yet reads nothing (C{EAGAIN}) and is registered as any other.
+
+The port accepts through Twisted's own C{doRead} (its limits on accepts
+per wake-up, its recovery when descriptors run out) and has
+L{EagerServer}s built: their constructor queues them on the port instead
+of registering. A protocol that stops reading before that first read (in
+C{connectionMade}, or while the read's replies wait) is neither read nor
+registered, as it asked. What goes wrong in the read is handled as the
+reactor does: logged, then the reactor's C{_disconnectSelectable}, which
+this reads, like C{_addressType} (see L{LeanServer}). On a reactor
+without it, or where the option is refused, the port is left to
+L{use_lean_server}'s lean transport. The change to propose upstream: a
+C{deferAccept} option on C{listenTCP}, and C{tcp.Port} reading a
+connection it accepts once before registering it.
+"""
+
+import socket
+from typing import Any
+
+from twisted.internet import tcp
+from twisted.python import log
+
+from twisted_caps._twisted.lean_server import LeanServer, use_lean_server
+
+#: Seconds the kernel holds a connection that has sent nothing before
+#: queueing it for accept all the same: the time a silent client (an
+#: interactive one, a port scan) waits before it counts against the limits.
+DEFER_ACCEPT_SECONDS = 1
+
+
+class EagerServer(LeanServer):
+    """A L{LeanServer} registered with the reactor after its first read, if still wanted."""
+
+    server: "EagerPort"
+
+    def start_reading_when_accepted(self) -> None:
+        """Wait for the port's first read instead of registering now."""
+        self.server.accepted_now.append(self)
+        self.server.unregistered.add(self)
+
+    def stopReading(self) -> None:
+        """Stop reading; a connection not registered yet never will be by its first read."""
+        self.server.unregistered.discard(self)
+        super().stopReading()
+
+    def read_first(self) -> None:
+        """
+        Read once, as the reactor would on an event, then register for
+        more if the connection is still open and its protocol still reads.
+        """
+        unregistered = self.server.unregistered
+        if self not in unregistered:
+            return
+        why: object
+        from_read = True
+        try:
+            why = self.doRead()
+        except BaseException as error:
+            why, from_read = error, False
+            log.callWithLogger(self, log.err)
+        if why:
+            unregistered.discard(self)
+            try:
+                reactor: Any = self.reactor
+                reactor._disconnectSelectable(self, why, from_read)
+            except KeyboardInterrupt:
+                raise  # as callWithLogger does
+            except BaseException:
+                log.callWithLogger(self, log.err)
+            return
+        if self in unregistered:
+            unregistered.discard(self)
+            self.startReading()
+
+
+class EagerPort(tcp.Port):
+    """
+    A C{tcp.Port} that reads the connections it has just accepted once
+    each before they are registered.
+
+    @ivar accepted_now: the connections of the current accepting turn.
+    @ivar unregistered: connections accepted and neither registered nor
+        stopped by their protocol yet.
+    """
+
+    accepted_now: list[EagerServer]
+    unregistered: set[EagerServer]
+
+    def doRead(self) -> None:
+        """Twisted's accepting, then a first read of each connection it accepted."""
+        super().doRead()
+        accepted, self.accepted_now = self.accepted_now, []
+        for transport in accepted:
+            transport.read_first()
+
+
+def use_eager_reads(port: Any) -> bool:
+    """
+    Make a listening C{tcp.Port} build lean transports (L{use_lean_server})
+    and, where the kernel defers accepts and the reactor is Twisted's
+    posix reactor as this module knows it, read each new connection once
+    before registering it; return whether it does the latter.
+    """
+    if not use_lean_server(port):
+        return False
+    if not hasattr(port.reactor, "_disconnectSelectable"):
+        return False
+    defer_accept = getattr(socket, "TCP_DEFER_ACCEPT", None)
+    if defer_accept is None:
+        return False
+    try:
+        port.socket.setsockopt(socket.IPPROTO_TCP, defer_accept, DEFER_ACCEPT_SECONDS)
+    except OSError:
+        return False
+    port.accepted_now = []
+    port.unregistered = set()
+    port.transport = EagerServer
+    port.__class__ = EagerPort
+    return True
