@@ -41,12 +41,11 @@ Twisted without it, and the upstream ticket that would retire it.
     whose reads grow to 256 KiB while the client streams and the kernel
     has room for the replies. Sets a
     C{tcp.Port}'s C{transport} to a C{tcp.Server} subclass, overrides
-    C{Connection.doRead}, calls its C{_dataReceived}, reads its write
+    C{Connection.doRead} (its C{_dataReceived} inlined), reads its write
     buffer (C{dataBuffer}, C{offset}, C{_tempDataLen}), and reads
     C{Port._realPortNumber} for the C{repr}.
-    Fallback: any other port builds Twisted's transport; a Twisted without
-    C{_dataReceived} keeps its 64 KiB reads. No upstream ticket yet: the
-    text to file is in C{docs/twisted.md}.
+    Fallback: any other port builds Twisted's transport. No upstream
+    ticket yet: the text to file is in C{docs/twisted.md}.
   - L{twisted_caps._twisted.eager_read}: listening sockets with
     C{TCP_DEFER_ACCEPT}, whose new connections are read once before they
     are registered with the reactor. Sets the option on C{tcp.Port}'s

@@ -91,7 +91,14 @@ def send_at_once(transport: Any, data: bytes) -> bytes:
     leaves the bytes to C{write}, whose own attempt meets the same
     condition and handles it as Twisted always does.
     """
-    if not _nothing_queued(transport):
+    # _nothing_queued, inlined: this runs once per reply.
+    if (
+        transport.offset != len(transport.dataBuffer)
+        or transport._tempDataLen
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnecting
+    ):
         return data
     try:
         sent: int = transport.socket.send(data)
