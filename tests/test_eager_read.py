@@ -96,6 +96,22 @@ class EagerReadTests(TestCase):
         self.assertEqual(await self.answered_unregistered(eager=True), 20)
         self.assertEqual(await self.answered_unregistered(eager=False), 0)
 
+    async def test_accepting_skips_pythons_socket_accept(self) -> None:
+        """
+        The port accepts through the socket's own C{_accept}: Python's
+        C{socket.accept}, twelve calls a connection, is never called.
+        """
+        wrapped = socket.socket.accept
+        calls: list[object] = []
+
+        def counted(listener: socket.socket) -> tuple[socket.socket, Any]:
+            calls.append(listener)
+            return wrapped(listener)
+
+        self.patch(socket.socket, "accept", counted)
+        self.assertEqual(await self.answered_unregistered(eager=True), 20)
+        self.assertEqual(calls, [])
+
     async def test_a_protocol_paused_at_connection_is_neither_read_nor_registered(self) -> None:
         """Pausing in C{connectionMade} holds the first bytes until it resumes."""
         factory, number = self.listen(PausedAtOnce)

@@ -50,7 +50,9 @@ Twisted without it, and the upstream ticket that would retire it.
     C{TCP_DEFER_ACCEPT}, whose new connections are read once before they
     are registered with the reactor. Sets the option on C{tcp.Port}'s
     C{socket}, turns the port into a C{tcp.Port} subclass whose
-    C{doRead} is Twisted's then the first reads, and builds a
+    C{doRead} accepts as Twisted's does (through Python's
+    C{socket._accept}, with C{Port._buildAddr}; Twisted's C{doRead} on
+    any error) then makes the first reads, and builds a
     L{LeanServer<twisted_caps._twisted.lean_server.LeanServer>} subclass;
     calls the reactor's C{_disconnectSelectable} when a first read ends
     the connection. Fallback: a reactor without it, or a kernel that
