@@ -17,10 +17,13 @@ from twisted.trial.unittest import TestCase
 
 from tests.servers import (
     KeptProtocols,
+    closed_within,
     course_tcp_client,
     eventually,
+    port_of,
     read_to_end,
     require_program,
+    start_in_reactor,
     start_process,
     traced,
     traced_child,
@@ -144,6 +147,23 @@ class EagerReadTests(TestCase):
         client.sendall(b"late")
         self.assertEqual(await deferToThread(client.recv, 16), b"LATE")
         self.assertEqual(protocol.registered_at_read, [True])
+
+    async def test_a_silent_client_holds_its_slot_once_handed_over(self) -> None:
+        """
+        With C{--max-connections 1}, a client that has said nothing holds
+        the slot once the kernel hands it over, and the next one is refused
+        and counted, as before deferred accepts.
+        """
+        service = start_in_reactor(self, "--no-udp", "--max-connections", "1")
+        factory = service.stream_factory
+        silent = self.client(port_of(service, "TCP"))
+        await eventually(lambda: factory.connections, timeout=DEFER_ACCEPT_SECONDS + 10)
+        late = self.client(port_of(service, "TCP"))
+        late.sendall(b"refused")
+        self.assertEqual(await deferToThread(closed_within, late, 10), b"")
+        self.assertEqual(factory.refused, {"max-connections": 1})
+        silent.sendall(b"still here")
+        self.assertEqual(await deferToThread(silent.recv, 16), b"STILL HERE")
 
 
 class DaemonEagerReadTests(TestCase):
