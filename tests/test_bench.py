@@ -166,6 +166,18 @@ class ReportTests(SynchronousTestCase):
         self.assertIn("| 1.20 | >= 1.2 | met |",
                       self.target_line(results, "| twisted-caps, UDP"))  # fmt: skip
 
+    def test_caps_is_held_to_uvloop_on_churn_and_request_response(self) -> None:
+        results = {"servers": {
+            "caps": measured("twisted-caps", rr100=90.0, churn=30.0),
+            "uvloop": measured("uvloop", rr100=100.0, churn=30.0),
+        }}  # fmt: skip
+        self.assertIn("| 0.90 | >= 1.0 | missed |",
+                      self.target_line(results, "| twisted-caps, req/resp 100 conns, msg/s, "
+                                       "per server CPU-second, ratio to uvloop"))  # fmt: skip
+        self.assertIn("| 1.00 | >= 1.0 | met |",
+                      self.target_line(results, "| twisted-caps, churn, conn/s, "
+                                       "per server CPU-second, ratio to uvloop"))  # fmt: skip
+
     def test_memory_is_a_ceiling(self) -> None:
         over = {"servers": {"caps": measured("twisted-caps", idle=1.4)}}
         under = {"servers": {"caps": measured("twisted-caps", idle=1.2)}}
