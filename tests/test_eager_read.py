@@ -10,10 +10,12 @@ import time
 from typing import Any, cast
 
 from twisted.internet import reactor
+from twisted.internet.address import IPv6Address
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorFDSet, IReactorTCP
 from twisted.internet.protocol import Protocol
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 from tests.servers import (
     KeptProtocols,
@@ -114,6 +116,26 @@ class EagerReadTests(TestCase):
         self.patch(socket.socket, "accept", counted)
         self.assertEqual(await self.answered_unregistered(eager=True), 20)
         self.assertEqual(calls, [])
+
+    async def test_an_ipv6_client_is_answered_and_known_by_its_address(self) -> None:
+        """On C{::1}, the eager port builds the IPv6 transport Twisted's would."""
+        factory = KeptProtocols(RegistrationSpy)
+        try:
+            port = cast(IReactorTCP, reactor).listenTCP(0, factory, interface="::1")
+        except CannotListenError:
+            raise SkipTest("no IPv6 loopback here") from None
+        self.addCleanup(port.stopListening)
+        self.assertTrue(use_eager_reads(port))
+        number = port.getHost().port  # type: ignore[attr-defined]
+        client = socket.create_connection(("::1", number), timeout=10)
+        self.addCleanup(client.close)
+        client.sendall(b"six")
+        self.assertEqual(await deferToThread(client.recv, 16), b"SIX")
+        [protocol] = factory.built
+        peer = cast(Any, protocol.transport).getPeer()
+        self.assertIsInstance(peer, IPv6Address)
+        self.assertEqual((peer.host, peer.port), ("::1", client.getsockname()[1]))
+        self.assertEqual(protocol.registered_at_read, [False])
 
     async def test_a_protocol_paused_at_connection_is_neither_read_nor_registered(self) -> None:
         """Pausing in C{connectionMade} holds the first bytes until it resumes."""
