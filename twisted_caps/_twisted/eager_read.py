@@ -21,7 +21,7 @@ The port accepts as Twisted's C{doRead} does (its limit on accepts per
 wake-up, the transport it builds), through the socket's own C{_accept}
 instead of Python's C{socket.accept} (12 calls a connection fewer), and
 hands any error but an empty queue to Twisted's C{doRead} (its recovery
-when descriptors run out, its log lines). It has L{EagerServer}s built:
+when descriptors run out, its log lines for errors that persist). It has L{EagerServer}s built:
 their constructor queues them on the port instead of registering. A
 protocol that stops reading before that first read (in
 C{connectionMade}, or while the read's replies wait) is neither read nor
@@ -123,10 +123,12 @@ class EagerPort(tcp.Port):
         Twisted's accepting, through the socket's own C{_accept}: Python's
         C{socket.accept} costs 12 calls a connection (its family and type
         made enums, its default timeout looked up). Any error but an empty
-        queue goes to Twisted's C{doRead}, which accepts again and recovers
-        and logs as it always has (out of descriptors, an aborted
-        connection). Builds the transports as Twisted's does; as there, how
-        many a wake-up accepts grows by 20 while the queue outlasts it.
+        queue goes to Twisted's C{doRead}, which accepts again: an error
+        that persists (out of descriptors, of memory) it meets, recovers
+        from and logs as it always has; one that does not (a client that
+        reset before its accept) goes unlogged, where Twisted logs a line.
+        Builds the transports as Twisted's does; as there, how many a
+        wake-up accepts grows by 20 while the queue outlasts it.
         """
         listener: Any = self.socket
         limit = self.numberAccepts
