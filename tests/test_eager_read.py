@@ -81,9 +81,12 @@ class EagerReadTests(TestCase):
         their connections were read before the reactor watched them.
         """
         factory, number = self.listen(RegistrationSpy, eager)
-        clients = [self.client(number) for _ in range(20)]
-        for client in clients:
-            client.sendall(b"hello")
+        clients = []
+        for _ in range(20):
+            # Each sends at once: one silent for a second would be handed
+            # over without its bytes.
+            clients.append(self.client(number))
+            clients[-1].sendall(b"hello")
         await eventually(lambda: len(factory.built) == 20)
         await eventually(lambda: all(p.registered_at_read for p in factory.built))
         readers = cast(IReactorFDSet, reactor).getReaders()
