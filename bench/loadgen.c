@@ -211,6 +211,26 @@ static void make_ring(struct conn *c, long size)
     c->ring_size = size;
 }
 
+/*
+ * LOADGEN_SOURCE=127.0.0.N (any loopback address) makes every socket
+ * connect from that address: each load generator of a many-core run gets
+ * its own 64k source ports, so churn is not capped by one address's.
+ */
+static void bind_source(int fd)
+{
+    const char *source = getenv("LOADGEN_SOURCE");
+    struct sockaddr_in addr = {.sin_family = AF_INET};
+    int one = 1;
+    if (!source)
+        return;
+    if (inet_pton(AF_INET, source, &addr.sin_addr) != 1)
+        die("LOADGEN_SOURCE");
+    /* Choose the port at connect, from the whole 4-tuple, not at bind. */
+    setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
+        die("bind");
+}
+
 static int open_socket(int type)
 {
     int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -220,6 +240,7 @@ static int open_socket(int type)
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
+    bind_source(fd);
     return fd;
 }
 

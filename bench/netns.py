@@ -28,10 +28,11 @@ def inside() -> bool:
     return os.environ.get(MARKER) == "1"
 
 
-def reexec_inside(argv: list[str]) -> None:
+def reexec_inside(argv: list[str], module: str = "bench") -> None:
     """
-    Replace this process with the same benchmark under C{unshare -n}, if this
-    user may create network namespaces (root, usually); otherwise return.
+    Replace this process with C{python -m MODULE ARGV} under C{unshare -n},
+    if this user may create network namespaces (root, usually); otherwise
+    return.
     """
     unshare = shutil.which("unshare")
     if unshare is None or shutil.which("ip") is None:
@@ -45,7 +46,7 @@ def reexec_inside(argv: list[str]) -> None:
         )
         return
     os.environ[MARKER] = "1"
-    os.execv(unshare, [unshare, "-n", "--", sys.executable, "-m", "bench", *argv])
+    os.execv(unshare, [unshare, "-n", "--", sys.executable, "-m", module, *argv])
 
 
 def prepare() -> None:

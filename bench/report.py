@@ -89,6 +89,8 @@ TARGETS = (
     Target("caps", "twisted", _per_cpu_row("stream"), 1.0),
     Target("caps", "twisted", _per_cpu_row("churn"), 1.0),
     Target("caps", "asyncio", _per_cpu_row("churn"), 1.0),
+    Target("caps", "uvloop", _per_cpu_row("churn"), 1.0),
+    Target("caps", "uvloop", _per_cpu_row("rr100"), 1.0),
     Target("caps", "twisted", _per_cpu_row("udp"), 1.2),
     *(Target("caps-workers", "caps", _per_cpu_row(name), 0.9) for name in WORKER_WORKLOADS),
     Target("caps-workers", "caps",

@@ -14,6 +14,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from bench import counts as call_counts
 from bench import report, servers, workloads
 from tests.servers import require_program
 
@@ -55,6 +56,67 @@ class QuickRunTests(TestCase):
                 self.assertGreater(counts["ops"], 0, where)
                 self.assertEqual(counts["bad"], 0, where)
                 self.assertEqual(counts["errors"], 0, where)
+
+
+class CountsAndWorkersTests(TestCase):
+    """C{python -m bench.counts} and C{python -m bench.workers}, run small."""
+
+    def run_module(self, *argv: str) -> str:
+        """Run C{python -m ARGV} in its own process group; its output, after exit status 0."""
+        process = subprocess.Popen(
+            [sys.executable, "-m", *argv],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=120)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        text = output.decode(errors="replace")
+        self.assertEqual(process.returncode, 0, text)
+        return text
+
+    def test_the_c_server_makes_two_recvs_and_one_send_per_connection(self) -> None:
+        require_program("cc")
+        require_program("strace")
+        output = self.run_module(
+            "bench.counts", "--servers", "c", "--workloads", "churn", "--seconds", "0.5",
+            "--no-profile",
+        )  # fmt: skip
+        [row] = [line for line in output.splitlines() if line.startswith("| C epoll")]
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        columns = ["server", *call_counts.SHOWN, "other", "Python calls"]
+        measured = dict(zip(columns, cells, strict=True))
+        # Within what connections still open at the end add (see the module).
+        self.assertLess(abs(float(measured["recvfrom"]) - 2.0), 0.3, row)
+        self.assertLess(abs(float(measured["sendto"]) - 1.0), 0.2, row)
+        self.assertLess(abs(float(measured["close"]) - 1.0), 0.2, row)
+
+    def test_workers_mode_runs_every_count_asked(self) -> None:
+        require_program("cc")
+        output = self.run_module(
+            "bench.workers", "--workers", "1,2", "--seconds", "0.3", "--rounds", "1"
+        )
+        rows = [line for line in output.splitlines() if line.startswith("| --workers")]
+        names = [row.split("|")[1].strip() for row in rows]
+        self.assertEqual(names, ["--workers 1", "--workers 2"])
+        for row in rows:
+            churn = float(row.split("|")[2].replace(",", ""))
+            self.assertGreater(churn, 0, row)
+
+    def test_strace_summary_is_read_by_system_call(self) -> None:
+        summary = (
+            "% time     seconds  usecs/call     calls    errors syscall\n"
+            "------ ----------- ----------- --------- --------- ----------------\n"
+            " 60.00    0.000600           3       200           recvfrom\n"
+            " 40.00    0.000400           2       120        20 accept4\n"
+            "100.00    0.001000           3       320        20 total\n"
+        )
+        self.assertEqual(call_counts.strace_counts(summary), {"recvfrom": 200, "accept4": 120})
 
 
 class LoadGeneratorTests(TestCase):
@@ -103,6 +165,18 @@ class ReportTests(SynchronousTestCase):
                                        "per server CPU-second, ratio to asyncio"))  # fmt: skip
         self.assertIn("| 1.20 | >= 1.2 | met |",
                       self.target_line(results, "| twisted-caps, UDP"))  # fmt: skip
+
+    def test_caps_is_held_to_uvloop_on_churn_and_request_response(self) -> None:
+        results = {"servers": {
+            "caps": measured("twisted-caps", rr100=90.0, churn=30.0),
+            "uvloop": measured("uvloop", rr100=100.0, churn=30.0),
+        }}  # fmt: skip
+        self.assertIn("| 0.90 | >= 1.0 | missed |",
+                      self.target_line(results, "| twisted-caps, req/resp 100 conns, msg/s, "
+                                       "per server CPU-second, ratio to uvloop"))  # fmt: skip
+        self.assertIn("| 1.00 | >= 1.0 | met |",
+                      self.target_line(results, "| twisted-caps, churn, conn/s, "
+                                       "per server CPU-second, ratio to uvloop"))  # fmt: skip
 
     def test_memory_is_a_ceiling(self) -> None:
         over = {"servers": {"caps": measured("twisted-caps", idle=1.4)}}

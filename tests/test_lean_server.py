@@ -88,6 +88,19 @@ class LeanServerTests(TestCase):
         self.assertNotIn("repstr", vars(lean))
         self.assertIn("logstr", vars(twisteds))
 
+    async def test_the_constructor_sets_what_twisteds_does_but_the_strings(self) -> None:
+        """
+        The lean constructor replaces Twisted's: the same attributes with the
+        same values, less the two strings (a Twisted that sets more fails here).
+        """
+        twisteds, _ = await self.served(lean=False)
+        lean, _ = await self.served(lean=True)
+        self.assertEqual(set(vars(lean)), set(vars(twisteds)) - {"logstr", "repstr"})
+        for name in ("client", "hostname", "server", "connected", "protocol", "socket"):
+            self.assertEqual(type(getattr(lean, name)), type(getattr(twisteds, name)), name)
+        self.assertEqual(lean.hostname, twisteds.hostname)
+        self.assertEqual(lean.getPeer().__class__, twisteds.getPeer().__class__)
+
     async def test_a_closed_connection_still_has_a_prefix_and_a_repr(self) -> None:
         """Twisted drops the protocol at close: what names it falls back, nothing raises."""
         lean, number = await self.served(lean=True)
@@ -103,7 +116,7 @@ class LeanServerTests(TestCase):
         client.sendall(b"lean")
         await eventually(lambda: service.stream_factory.connections)
         [protocol] = service.stream_factory.connections
-        self.assertIs(type(protocol.transport), LeanServer)
+        self.assertIsInstance(protocol.transport, LeanServer)
         await eventually(lambda: protocol.bytes_out == 4)
 
     async def test_reads_grow_while_the_client_streams_and_shrink_after(self) -> None:

@@ -60,6 +60,10 @@ class MetricsTests(TestCase):
         tcp_port = port_of(service, "TCP")
         first = socket.create_connection((HOST, tcp_port))
         self.addCleanup(first.close)
+        # Answered, so accepted and holding the one slot: a client that has
+        # sent nothing is accepted only when the kernel's deferral ends.
+        first.sendall(b"a")
+        self.assertEqual(await deferToThread(first.recv, 1), b"A")
         await deferToThread(course_tcp_client, tcp_port, b"x")
         after = await deferToThread(scrape, self.metrics_port(service))
         refused = after[("caps_tcp_connections_refused_total", (("reason", "max-connections"),))]

@@ -187,7 +187,9 @@ class TLSHandshakeAttackTests(SynchronousTestCase):
             client.sendall(b"still here")
             client.settimeout(10)
             self.assertEqual(client.recv(64), b"STILL HERE")
-        wait_for(lambda: daemon.output.count(b"closed after") >= 9)
+        # Every connection that sent a byte is logged; the one reset before
+        # sending any never left the kernel (its accept was deferred).
+        wait_for(lambda: daemon.output.count(b"closed after") >= 8)
         assert_clean_log(self, daemon)
 
     def test_sigterm_during_a_handshake_exits_at_once(self) -> None:

@@ -217,12 +217,13 @@ class FenceTests(SynchronousTestCase):
             caught,
             {
                 "accept_errors",
-                "immediate",
                 "dispatch",
+                "eager_read",
+                "immediate",
                 "lean_server",
                 "shared_accept",
-                "tls",
                 "startup_errors",
+                "tls",
             },
         )
 

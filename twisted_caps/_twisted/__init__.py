@@ -42,15 +42,28 @@ Twisted without it, and the upstream ticket that would retire it.
     upstream ticket yet: the texts to file are in C{docs/twisted.md}.
   - L{twisted_caps._twisted.lean_server}: accepted TCP connections whose
     log prefix and C{repr} are made when read, not at every accept (165
-    bytes an idle connection keeps), and whose reads grow to 256 KiB while
-    the client streams and the kernel has room for the replies. Sets a
+    bytes an idle connection keeps; its constructor is C{tcp.Server}'s
+    less those, and sets C{_addressType} for IPv6 as Twisted's does), and
+    whose reads grow to 256 KiB while the client streams and the kernel
+    has room for the replies. Sets a
     C{tcp.Port}'s C{transport} to a C{tcp.Server} subclass, overrides
-    C{Connection.doRead}, calls its C{_dataReceived}, reads its write
+    C{Connection.doRead} (its C{_dataReceived} inlined), reads its write
     buffer (C{dataBuffer}, C{offset}, C{_tempDataLen}), and reads
     C{Port._realPortNumber} for the C{repr}.
-    Fallback: any other port builds Twisted's transport; a Twisted without
-    C{_dataReceived} keeps its 64 KiB reads. No upstream ticket yet: the
-    text to file is in C{docs/twisted.md}.
+    Fallback: any other port builds Twisted's transport. No upstream
+    ticket yet: the text to file is in C{docs/twisted.md}.
+  - L{twisted_caps._twisted.eager_read}: listening sockets with
+    C{TCP_DEFER_ACCEPT}, whose new connections are read once before they
+    are registered with the reactor. Sets the option on C{tcp.Port}'s
+    C{socket}, turns the port into a C{tcp.Port} subclass whose
+    C{doRead} accepts as Twisted's does (through Python's
+    C{socket._accept}, with C{Port._buildAddr}; Twisted's C{doRead} on
+    any error) then makes the first reads, and builds a
+    L{LeanServer<twisted_caps._twisted.lean_server.LeanServer>} subclass;
+    calls the reactor's C{_disconnectSelectable} when a first read ends
+    the connection. Fallback: a reactor without it, or a kernel that
+    refuses the option, keeps the lean transport registered at accept.
+    No upstream ticket yet: the text to file is in C{docs/twisted.md}.
   - L{twisted_caps._twisted.accept_errors}: counts the clients a listening
     port closes for lack of file descriptors as C{open-files} refusals and
     logs them in one summary line a second. Replaces C{tcp.Port._logger},

@@ -33,10 +33,11 @@ from twisted.internet import tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
+from twisted_caps._twisted.eager_read import EagerPort
 from twisted_caps._twisted.immediate import SERVERS
 
 #: The classes whose plain reads skip the context.
-_FAST = (*SERVERS, tcp.Port)
+_FAST = (*SERVERS, tcp.Port, EagerPort)
 #: The reactor's private parts this reads; a Twisted without them is left alone.
 _USED = ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
 

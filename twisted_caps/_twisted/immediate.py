@@ -26,14 +26,15 @@ from typing import Any
 from twisted.internet import abstract, main, tcp, udp
 from twisted.python.failure import Failure
 
+from twisted_caps._twisted.eager_read import EagerServer
 from twisted_caps._twisted.lean_server import LeanServer, kernel_unsent
 
 #: The transport's parts L{send_at_once} reads that its class has, looked up
 #: once (it also reads C{socket} and C{_tempDataLen}, which each instance gets).
 _USED_FROM_CLASS = ("dataBuffer", "offset", "_writeDisconnecting")
 _SERVER_HAS_THEM = all(hasattr(tcp.Server, name) for name in _USED_FROM_CLASS)
-#: The transports of accepted TCP connections, Twisted's and the lean one.
-SERVERS = (tcp.Server, LeanServer)
+#: The transports of accepted TCP connections, Twisted's and the lean ones.
+SERVERS = (tcp.Server, LeanServer, EagerServer)
 #: The reason given for a close, made once as Twisted's reactor makes its own.
 _CONNECTION_DONE = Failure(main.CONNECTION_DONE)
 
@@ -90,7 +91,14 @@ def send_at_once(transport: Any, data: bytes) -> bytes:
     leaves the bytes to C{write}, whose own attempt meets the same
     condition and handles it as Twisted always does.
     """
-    if not _nothing_queued(transport):
+    # _nothing_queued, inlined: this runs once per reply.
+    if (
+        transport.offset != len(transport.dataBuffer)
+        or transport._tempDataLen
+        or not transport.connected
+        or transport.disconnecting
+        or transport._writeDisconnecting
+    ):
         return data
     try:
         sent: int = transport.socket.send(data)

@@ -9,8 +9,9 @@ C{tcp.Server}'s constructor formats two strings per connection, C{logstr}
 about 165 bytes that every idle connection keeps, an eighth of what one
 costs caps in all, and two string formats per accepted connection, for
 text read only when something logs an error about the connection or
-prints it. L{LeanServer} takes the values the constructor assigns and
-drops them, and makes the same text on demand; L{use_lean_server} has a
+prints it (and five calls to ask the protocol for its prefix).
+L{LeanServer}'s constructor does what Twisted's does but those, and
+makes the same text on demand; L{use_lean_server} has a
 listening C{tcp.Port} build it (the port's C{transport} attribute is the
 class it builds). A connection's prefix after it has closed (Twisted has
 removed its protocol by then) names no protocol.
@@ -27,17 +28,19 @@ read, or when they would not. So a request of a few bytes never
 allocates a large buffer, and a client that stops reading gets 64 KiB
 reads before its replies pile up here: what a paused connection holds
 stays the 64 KiB write buffer plus one 64 KiB read's replies. This
-overrides C{Connection.doRead}, calls its private C{_dataReceived} and
-reads its private write buffer; a Twisted without C{_dataReceived} keeps
-Twisted's reads.
+replaces C{Connection.doRead} (and the private C{_dataReceived} it
+calls, inlined: a call less per read) and reads its private write
+buffer.
 
 It reads C{Port._realPortNumber} for the C{repr}, as Twisted does. The
 changes to propose upstream: compute C{logstr} and C{repr} lazily in
 C{tcp.Server} itself, and let a transport's read size adapt (no ticket
 for either yet). A port that is not exactly a
-C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport; on a
-Twisted whose C{Server} no longer stores either string, the subclass
-changes nothing.
+C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport. The
+constructor is Twisted 26.10's less the strings (C{tcp.Connection}'s,
+then the attributes C{tcp.Server}'s sets, C{_addressType} for IPv6
+included): a Twisted whose C{Server} sets more fails
+C{tests/test_lean_server.py}, which compares the attributes of both.
 """
 
 import fcntl
@@ -47,8 +50,8 @@ import termios
 from errno import EAGAIN
 from typing import Any
 
-from twisted.internet import main, tcp
-from twisted.internet.interfaces import ILoggingContext
+from twisted.internet import address, main, tcp
+from twisted.internet.interfaces import ILoggingContext, IProtocol, IReactorFDSet
 
 
 def _log_prefix(protocol: object) -> str:
@@ -77,8 +80,6 @@ def kernel_unsent(fd: int) -> int | None:
 READ_SIZE = 65536
 #: What a read asks for while the reads before it came back full.
 MAX_READ_SIZE = 262144
-#: Whether this Twisted's connections hand what they read to C{_dataReceived}.
-_READS_THROUGH_DATA_RECEIVED = hasattr(tcp.Connection, "_dataReceived")
 
 
 class LeanServer(tcp.Server):
@@ -90,24 +91,55 @@ class LeanServer(tcp.Server):
     #: What the next read asks for (an instance attribute only once it grew).
     read_size = READ_SIZE
 
-    if _READS_THROUGH_DATA_RECEIVED:
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: IProtocol,
+        client: tuple[Any, ...],
+        server: tcp.Port,
+        sessionno: int,
+        reactor: IReactorFDSet,
+    ) -> None:
+        """
+        C{tcp.Server.__init__} less the two strings: Twisted's asks the
+        protocol for its log prefix (five calls) and formats both, for every
+        connection accepted.
+        """
+        tcp.Connection.__init__(self, sock, protocol, reactor)
+        if len(client) != 2:
+            self._addressType = address.IPv6Address
+        self.server = server
+        self.client = client
+        self.sessionno = sessionno
+        self.hostname = client[0]
+        self.start_reading_when_accepted()
+        self.connected = 1
 
-        def doRead(self) -> Any:
-            """C{Connection.doRead}, with a read size that follows the client."""
-            asked = self.read_size
-            try:
-                data = self.socket.recv(asked)
-            except OSError as error:
-                if error.args[0] == EAGAIN:
-                    return None
-                return main.CONNECTION_LOST
-            result = self._dataReceived(data)
-            received = len(data)
-            if received == asked and result is None and self.connected:
-                self.read_size = MAX_READ_SIZE if self._room_for_a_large_reply() else READ_SIZE
-            elif received < READ_SIZE and asked != READ_SIZE:
-                self.read_size = READ_SIZE
-            return result
+    def start_reading_when_accepted(self) -> None:
+        """Watch for input from the start, as Twisted's transport does."""
+        self.startReading()
+
+    def doRead(self) -> Any:
+        """
+        C{Connection.doRead} and its C{_dataReceived} in one method (one
+        call less per read), with a read size that follows the client.
+        """
+        asked = self.read_size
+        try:
+            data = self.socket.recv(asked)
+        except OSError as error:
+            if error.args[0] == EAGAIN:
+                return None
+            return main.CONNECTION_LOST
+        if not data:
+            return main.CONNECTION_DONE
+        self.protocol.dataReceived(data)
+        received = len(data)
+        if received == asked and self.connected:
+            self.read_size = MAX_READ_SIZE if self._room_for_a_large_reply() else READ_SIZE
+        elif received < READ_SIZE and asked != READ_SIZE:
+            self.read_size = READ_SIZE
+        return None
 
     def _room_for_a_large_reply(self) -> bool:
         """

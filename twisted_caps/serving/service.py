@@ -23,7 +23,7 @@ from twisted.web.server import Site
 
 from twisted_caps._twisted import dispatch
 from twisted_caps._twisted.accept_errors import summarize_accept_errors
-from twisted_caps._twisted.lean_server import use_lean_server
+from twisted_caps._twisted.eager_read import use_eager_reads
 from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_one_waiter
 from twisted_caps.core.addresses import host_port
 from twisted_caps.core.limits import DATAGRAM_READ_SIZE, ConnectionLimits, DatagramRateLimit
@@ -323,7 +323,7 @@ class CapsService(Service):
                 stream_endpoint(listener, self._reactor).listen(self.stream_factory)
             )
         summarize_accept_errors(port, self.stream_factory.count_lack_of_files, self._reactor)
-        use_lean_server(port)
+        use_eager_reads(port)
         return port
 
     def _listen_udp(self, listener: UdpListener, number: int | None) -> IListeningPort:
@@ -356,7 +356,7 @@ class CapsService(Service):
         if inherited.kind == "TCP":
             port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
             summarize_accept_errors(port, self.stream_factory.count_lack_of_files, self._reactor)
-            use_lean_server(port)
+            use_eager_reads(port)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
             port = self._reactor.adoptDatagramPort(fd, family, protocol, DATAGRAM_READ_SIZE)
