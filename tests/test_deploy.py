@@ -79,7 +79,7 @@ class InstallTextTests(SynchronousTestCase):
                     seen += 1
                     around = " ".join(lines[max(0, number - 2) : number + 3])
                     self.assertIn("published", around, f"{'/'.join(path)}:{number + 1}")
-        self.assertGreaterEqual(seen, 4)
+        self.assertGreaterEqual(seen, 3)
 
     def test_the_checks_would_see_an_install_by_name(self) -> None:
         self.assertRegex("python3 -m pip install -U 'twisted-caps[tls]'", INSTALL_BY_NAME)
@@ -97,4 +97,5 @@ class InstallTextTests(SynchronousTestCase):
         self.assertIn("/opt/twisted-caps/bin/pip install '.[tls]'", deploying)
         self.assertIn(".venv/bin/python -m build\n", deploying)
         self.assertIn(f"pip install '{wheel}[tls]'", deploying)
-        self.assertIn(f"pip3 install /autograder/source/{wheel}\n", read("docs", "grading.md"))
+        # Gradescope's zip carries a wheel built from the clone, not a name to install.
+        self.assertIn("the twisted-caps wheel, built from the clone", read("docs", "grading.md"))

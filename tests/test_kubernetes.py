@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted_caps.operating.tap import Options
 from twisted_caps.serving.config import TcpListener
 
-PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PROJECT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = os.path.join(PROJECT, "deploy", "kubernetes", "caps.yaml")
 DOCKERFILE = os.path.join(PROJECT, "deploy", "kubernetes", "Dockerfile")
 #: The command, in the manifest's comments and the docs, that builds the image.
