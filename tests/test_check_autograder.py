@@ -239,7 +239,7 @@ class RunAutograderTests(SynchronousTestCase):
         self.assertEqual(results["score"], 0.0)
         self.assertEqual({test["status"] for test in results["tests"]}, {"failed"})
         self.assertIn("NameError: name 'serverSocket' is not defined", results["output"])
-        self.assertIn("0 passed, 6 failed", printed)
+        self.assertIn("0 passed, 0 failed, 6 not graded", printed)
 
     def test_a_missing_submission_file_is_named(self) -> None:
         """A submission without server.py: the output says python3 cannot open it."""
