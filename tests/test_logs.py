@@ -385,7 +385,7 @@ class TwistdDefaultTests(SynchronousTestCase):
 #: A close line as C{twistd -n caps} writes it.
 CLOSE_LINE = re.compile(
     rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} "
-    rb"\[twisted_caps\.stream\.CapsStreamFactory#info\] "
+    rb"\[twisted_caps\.serving\.stream\.CapsStreamFactory#info\] "
     rb"caps: 127\.0\.0\.1 closed after \d+\.\d{3}s, 5 bytes in, 5 bytes out: client closed$",
     re.MULTILINE,
 )

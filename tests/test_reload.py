@@ -191,7 +191,7 @@ class UpgradeByReloadTests(TestCase):
 
     def upgrade(self, first_line: str) -> None:
         """Replace the installed worker module by one that starts with C{first_line}."""
-        module = Path(self.installed, "twisted_caps", "worker_process.py")
+        module = Path(self.installed, "twisted_caps", "operating", "worker_process.py")
         module.write_text(first_line + "\n" + module.read_text())
 
     def start(self) -> tuple[Daemon, dict[int, int]]:
