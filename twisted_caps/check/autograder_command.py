@@ -27,7 +27,7 @@ from twisted_caps.check.autograder import (
 )
 from twisted_caps.check.checks import CHECK_IDS, select_checks
 from twisted_caps.check.started_server import PORT_PLACEHOLDER
-from twisted_caps.check.target import PROFILES, Transport
+from twisted_caps.check.target import PROFILES, Transport, chosen_transports
 from twisted_caps.core.option_values import points, quoted, seconds
 
 USAGE_ERROR = 2
@@ -130,11 +130,7 @@ class BundleOptions(usage.Options):
     @property
     def transports(self) -> tuple[Transport, ...]:
         """The transports whose checks run."""
-        if self["tcp-only"]:
-            return ("tcp",)
-        if self["udp-only"]:
-            return ("udp",)
-        return ("tcp", "udp")
+        return chosen_transports(self["tcp-only"], self["udp-only"])
 
     @property
     def settings(self) -> AutograderSettings:

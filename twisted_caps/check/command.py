@@ -28,7 +28,7 @@ from twisted_caps.check.started_server import (
     StartedServer,
     accepts,
 )
-from twisted_caps.check.target import PROFILES, Transport
+from twisted_caps.check.target import PROFILES, Transport, chosen_transports
 from twisted_caps.core.option_values import points, port_number, quoted, seconds
 
 USAGE_ERROR = 2
@@ -203,11 +203,7 @@ class CheckOptions(usage.Options):
     @property
     def transports(self) -> tuple[Transport, ...]:
         """The transports whose checks run."""
-        if self["tcp-only"]:
-            return ("tcp",)
-        if self["udp-only"]:
-            return ("udp",)
-        return ("tcp", "udp")
+        return chosen_transports(self["tcp-only"], self["udp-only"])
 
 
 def _server_command(run: str, port_given: bool) -> list[str]:

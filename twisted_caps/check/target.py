@@ -48,3 +48,12 @@ class Target:
     def server(self) -> str:
         """C{H:P} as the user named the server (IPv6 literals in brackets)."""
         return host_port(self.host, self.port)
+
+
+def chosen_transports(tcp_only: bool, udp_only: bool) -> tuple[Transport, ...]:
+    """The transports a run checks, as C{--tcp-only} and C{--udp-only} choose them."""
+    if tcp_only:
+        return ("tcp",)
+    if udp_only:
+        return ("udp",)
+    return ("tcp", "udp")
