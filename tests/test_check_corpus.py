@@ -267,6 +267,15 @@ def nothing_left_of(marker: str) -> Callable[[], bool]:
     return lambda: not still_running(marker)
 
 
+def server_environment() -> dict[str, str]:
+    """
+    This process's environment less C{PYTHONPATH}, as a student's shell has
+    it: trial's workers put this Python's paths there, and Python 2.7 dies
+    at start-up on Python 3's standard library.
+    """
+    return {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+
+
 def grade(student: Student, interpreter: str) -> dict[str, Any]:
     """
     Grade C{student} with both profiles in a child Python; return what it
@@ -286,6 +295,7 @@ def grade(student: Student, interpreter: str) -> dict[str, Any]:
         capture_output=True,
         text=True,
         timeout=MOST_SECONDS * 2,
+        env=server_environment(),
     )
     if done.returncode:
         raise AssertionError(f"grading {student.name} failed: {done.stderr}")
