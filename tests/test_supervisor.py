@@ -204,6 +204,8 @@ class UnixListenerTests(SynchronousTestCase):
         every wait in a cycle is bounded.
         """
         paths = [self.socket_path() for _ in range(self.LANES)]
+        # trial makes the test's folder at its first mktemp: here, not in two lanes at once.
+        self.mktemp()
         with ThreadPoolExecutor(self.LANES) as lanes:
             cycles = self.CYCLES // self.LANES
             for done in [lanes.submit(self.start_and_stop, path, cycles) for path in paths]:
