@@ -25,10 +25,11 @@ from twisted_caps.check.autograder import (
     source_tree,
     write_bundle,
 )
-from twisted_caps.check.checks import CHECK_IDS, select_checks
+from twisted_caps.check.checks import select_checks
+from twisted_caps.check.command import parse_weight
 from twisted_caps.check.started_server import PORT_PLACEHOLDER
 from twisted_caps.check.target import PROFILES, Transport, chosen_transports
-from twisted_caps.core.option_values import points, quoted, seconds
+from twisted_caps.core.option_values import quoted, seconds
 
 USAGE_ERROR = 2
 
@@ -66,14 +67,8 @@ class BundleOptions(usage.Options):
 
     def opt_weight(self, value: str) -> None:
         """Points of check ID (ID=POINTS; default 1; repeatable)."""
-        check_id, equals, worth = value.partition("=")
-        if not equals:
-            raise usage.UsageError(f"--weight: {quoted(value)} is not ID=POINTS")
-        if check_id not in CHECK_IDS:
-            raise usage.UsageError(
-                f"--weight: no check {quoted(check_id)} ({', '.join(CHECK_IDS)})"
-            )
-        self["weights"][check_id] = points(worth, f"--weight {check_id}")
+        check_id, worth = parse_weight(value)
+        self["weights"][check_id] = worth
 
     def postOptions(self) -> None:
         if not self["server"]:

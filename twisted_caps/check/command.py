@@ -130,13 +130,8 @@ class CheckOptions(usage.Options):
 
     def opt_weight(self, value: str) -> None:
         """Points of check ID in --gradescope (ID=POINTS; default 1; repeatable)."""
-        check_id, equals, worth = value.partition("=")
-        if not equals:
-            raise usage.UsageError(f"--weight: {quoted(value)} is not ID=POINTS")
-        if check_id not in CHECK_IDS:
-            known = ", ".join(CHECK_IDS)
-            raise usage.UsageError(f"--weight: no check {quoted(check_id)} ({known})")
-        self["weights"][check_id] = points(worth, f"--weight {check_id}")
+        check_id, worth = parse_weight(value)
+        self["weights"][check_id] = worth
 
     def opt_check(self, check_id: str) -> None:
         """Run check ID only (repeatable; the checks still run in their order)."""
@@ -365,3 +360,20 @@ def main(argv: list[str] | None = None) -> None:
                 )
                 raise SystemExit(1) from None
             raise
+
+
+def parse_weight(value: str) -> tuple[str, float]:
+    """
+    A C{--weight ID=POINTS} of caps-check or caps-autograder, as the check's
+    id and its points.
+
+    @raise usage.UsageError: with one line, for a value that is not
+        ID=POINTS, an unknown id, or points out of range.
+    """
+    check_id, equals, worth = value.partition("=")
+    if not equals:
+        raise usage.UsageError(f"--weight: {quoted(value)} is not ID=POINTS")
+    if check_id not in CHECK_IDS:
+        known = ", ".join(CHECK_IDS)
+        raise usage.UsageError(f"--weight: no check {quoted(check_id)} ({known})")
+    return check_id, points(worth, f"--weight {check_id}")
