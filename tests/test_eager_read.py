@@ -5,8 +5,10 @@ in the test's reactor and through C{twistd caps}.
 """
 
 import os
+import re
 import socket
 import time
+from collections import Counter
 from typing import Any, cast
 
 from twisted.internet import reactor
@@ -36,6 +38,8 @@ from twisted_caps._twisted.eager_read import DEFER_ACCEPT_SECONDS, EagerServer, 
 from twisted_caps._twisted.lean_server import use_lean_server
 
 HOST = "127.0.0.1"
+#: A call in an C{strace -f} log line: C{PID name(...}.
+TRACED_CALL = re.compile(rb"^\d+ +(\w+)\(")
 
 
 class RegistrationSpy(Protocol):
@@ -229,6 +233,51 @@ class DaemonEagerReadTests(TestCase):
         wait_for(lambda: daemon.output.count(b"answered once") == count)
         self.assertEqual(epoll_ctl_calls(trace) - before, 0)
 
+    def test_a_connection_its_client_closed_costs_one_epoll_ctl_and_no_shutdown(self) -> None:
+        """
+        The lecture's client, twenty times: each connection is read at
+        accept, answered, registered for what comes next (one
+        C{epoll_ctl}), and closed after the client's end of input with
+        C{close(2)} alone: no C{epoll_ctl} to unregister it, no
+        C{shutdown(2)}; each is answered and logged, and the descriptors
+        the next ones reuse are watched again as new.
+        """
+        require_program("strace")
+        trace = os.path.abspath(self.mktemp())
+        command = traced(twistd("-i", HOST, "-p", "0", "--no-udp"), "epoll_ctl,shutdown", trace)
+        daemon = start_process(self, command, expect=("TCP",))
+        traced_child(self, daemon)
+        assert daemon.tcp_port
+        # A first connection settles the daemon's start-up calls in the trace.
+        self.assertEqual(course_tcp_client(daemon.tcp_port, b"first"), b"FIRST")
+        wait_for(lambda: daemon.output.count(b"client closed") == 1)
+        before = traced_calls(trace)
+        count = 20
+        for number in range(count):
+            sentence = b"sentence %d" % number
+            self.assertEqual(course_tcp_client(daemon.tcp_port, sentence), sentence.upper())
+        wait_for(lambda: daemon.output.count(b"client closed") == count + 1)
+        after = traced_calls(trace)
+        self.assertEqual(after["epoll_ctl"] - before["epoll_ctl"], count)
+        self.assertEqual(after["shutdown"] - before["shutdown"], 0)
+
+    def test_a_connection_the_server_closes_first_is_still_shut_down(self) -> None:
+        """
+        With C{--once} the server closes while its client may still send:
+        that close keeps Twisted's C{shutdown(2)} before C{close(2)}.
+        """
+        require_program("strace")
+        trace = os.path.abspath(self.mktemp())
+        command = traced(twistd("-i", HOST, "-p", "0", "--no-udp", "--once"), "shutdown", trace)
+        daemon = start_process(self, command, expect=("TCP",))
+        traced_child(self, daemon)
+        assert daemon.tcp_port
+        count = 5
+        for _ in range(count):
+            self.assertEqual(course_tcp_client(daemon.tcp_port, b"hello"), b"HELLO")
+        wait_for(lambda: daemon.output.count(b"answered once") == count)
+        self.assertEqual(traced_calls(trace)["shutdown"], count)
+
     def test_a_client_that_half_closed_is_answered_to_the_end(self) -> None:
         """Sentence and end of input there at accept: the whole reply, then end of stream."""
         daemon = start_process(self, twistd("-i", HOST, "-p", "0", "--no-udp"), expect=("TCP",))
@@ -242,5 +291,12 @@ class DaemonEagerReadTests(TestCase):
 
 def epoll_ctl_calls(trace: str) -> int:
     """How many C{epoll_ctl} calls the C{strace} log at C{trace} has so far."""
-    with open(trace, "rb") as calls:
-        return sum(1 for line in calls if b"epoll_ctl(" in line)
+    return traced_calls(trace)["epoll_ctl"]
+
+
+def traced_calls(trace: str) -> Counter[str]:
+    """How many calls of each system call the C{strace} log at C{trace} has so far."""
+    with open(trace, "rb") as lines:
+        return Counter(
+            found.group(1).decode() for line in lines if (found := TRACED_CALL.search(line))
+        )

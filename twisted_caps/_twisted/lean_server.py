@@ -32,10 +32,22 @@ replaces C{Connection.doRead} (and the private C{_dataReceived} it
 calls, inlined: a call less per read) and reads its private write
 buffer.
 
+Closing a connection, Twisted takes its descriptor out of the epoll set
+(an C{epoll_ctl}), then calls C{shutdown(2)} and C{close(2)}. The close
+alone does both for a socket no other descriptor shares, which an
+accepted one is not (close-on-exec, never duplicated): C{close(2)} sends
+the FIN after what is still queued, and takes the descriptor out of
+every epoll set. So L{LeanServer} has the epoll reactor only forget the
+descriptor in its tables (C{_selectables}, C{_reads}, C{_writes}) before
+Twisted's close, and, once its client has closed its side (nothing more
+can arrive, so no input is left unread to turn the close into a reset),
+skips the C{shutdown(2)} (C{_SocketCloser._shouldShutdown}): two system
+calls fewer for every short connection, eight in all instead of ten.
+
 It reads C{Port._realPortNumber} for the C{repr}, as Twisted does. The
 changes to propose upstream: compute C{logstr} and C{repr} lazily in
-C{tcp.Server} itself, and let a transport's read size adapt (no ticket
-for either yet). A port that is not exactly a
+C{tcp.Server} itself, let a transport's read size adapt, and close an
+accepted socket with C{close(2)} alone (no ticket for any yet). A port that is not exactly a
 C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport. The
 constructor is Twisted 26.10's less the strings (C{tcp.Connection}'s,
 then the attributes C{tcp.Server}'s sets, C{_addressType} for IPv6
@@ -51,7 +63,9 @@ from errno import EAGAIN
 from typing import Any
 
 from twisted.internet import address, main, tcp
+from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import ILoggingContext, IProtocol, IReactorFDSet
+from twisted.python.failure import Failure
 
 
 def _log_prefix(protocol: object) -> str:
@@ -132,6 +146,8 @@ class LeanServer(tcp.Server):
                 return None
             return main.CONNECTION_LOST
         if not data:
+            # The client has closed its side: the close needs no shutdown(2).
+            self._shouldShutdown = False
             return main.CONNECTION_DONE
         self.protocol.dataReceived(data)
         received = len(data)
@@ -140,6 +156,16 @@ class LeanServer(tcp.Server):
         elif received < READ_SIZE and asked != READ_SIZE:
             self.read_size = READ_SIZE
         return None
+
+    def connectionLost(self, reason: Failure) -> None:
+        """
+        Twisted's close, less the C{epoll_ctl}: the epoll reactor forgets
+        the descriptor, and the C{close(2)} that follows takes it out of
+        the epoll set.
+        """
+        if "socket" in vars(self):
+            _forget_before_close(self.reactor, self)
+        super().connectionLost(reason)
 
     def _room_for_a_large_reply(self) -> bool:
         """
@@ -180,6 +206,23 @@ class LeanServer(tcp.Server):
     @repstr.setter
     def repstr(self, value: str) -> None:
         """The constructor's value is dropped: it is made when read."""
+
+
+def _forget_before_close(reactor: Any, transport: LeanServer) -> None:
+    """
+    Take C{transport} out of an epoll reactor's tables, not out of its epoll
+    set: its socket is about to be closed, which does that. Any other
+    reactor (or an epoll reactor that does not hold it) is left to
+    Twisted's close.
+    """
+    if type(reactor) is not EPollReactor:
+        return
+    fd = transport.socket.fileno()
+    selectables = reactor._selectables
+    if selectables.get(fd) is transport:
+        del selectables[fd]
+        reactor._reads.discard(fd)
+        reactor._writes.discard(fd)
 
 
 def use_lean_server(port: Any) -> bool:
