@@ -104,6 +104,11 @@ SERVERS = (
         "asyncio", "asyncio", lambda build: [sys.executable, str(HERE / "asyncio_server.py")]
     ),
     ServerSpec("uvloop", "uvloop", uvloop_server),
+    ServerSpec(
+        "python",
+        "Python floor",
+        lambda build: [sys.executable, str(HERE / "python_floor.py")],
+    ),
     ServerSpec("c", "C epoll", lambda build: [str(build / "epoll_server")]),
 )
 
