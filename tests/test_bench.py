@@ -57,6 +57,13 @@ class QuickRunTests(TestCase):
                 self.assertEqual(counts["bad"], 0, where)
                 self.assertEqual(counts["errors"], 0, where)
 
+    def test_rounds_below_one_is_a_usage_error(self) -> None:
+        status, output = self.run_bench("--rounds", "0")
+        self.assertEqual(status, 2)
+        self.assertEqual(
+            output.splitlines()[-1], b"python -m bench: error: --rounds must be at least 1"
+        )
+
 
 class CountsAndWorkersTests(TestCase):
     """C{python -m bench.counts} and C{python -m bench.workers}, run small."""
