@@ -88,7 +88,7 @@ def main(argv: list[str]) -> int:
     cores = (SERVER_CORE, LOAD_CORE) if len(every_core) >= 2 else None
     if cores:
         os.sched_setaffinity(0, {LOAD_CORE})
-    seconds, rounds = (0.5, 1) if args.quick else (0.6, args.rounds)
+    seconds, rounds = (0.2, 1) if args.quick else (0.6, args.rounds)
     chosen = [spec for spec in servers.SERVERS if spec.name in args.servers.split(",")]
     results: dict[str, Any] = {"machine": machine(cores, netns.inside()), "quick": args.quick}
     results["seconds_per_round"] = seconds
