@@ -21,25 +21,34 @@ from tests.servers import require_program
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def run_python_module(*argv: str) -> tuple[int, bytes]:
+    """
+    Run C{python -m ARGV} from the checkout in its own process group; its
+    exit status and output. The group is killed on any failure, timeout
+    (120 s) included, so no server it started outlives the test.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", *argv],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, output
+
+
 class QuickRunTests(TestCase):
     """C{python -m bench --quick} end to end."""
 
     def run_bench(self, *argv: str) -> tuple[int, bytes]:
-        """Run the benchmark in its own process group; kill the group on any failure."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", "bench", *argv],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            output, _ = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        return process.returncode, output
+        """Run the benchmark; its exit status and output."""
+        return run_python_module("bench", *argv)
 
     def test_quick_run_checks_every_reply(self) -> None:
         require_program("cc")
@@ -69,22 +78,10 @@ class CountsAndWorkersTests(TestCase):
     """C{python -m bench.counts} and C{python -m bench.workers}, run small."""
 
     def run_module(self, *argv: str) -> str:
-        """Run C{python -m ARGV} in its own process group; its output, after exit status 0."""
-        process = subprocess.Popen(
-            [sys.executable, "-m", *argv],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            output, _ = process.communicate(timeout=120)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        """Run C{python -m ARGV}; its output, after exit status 0."""
+        status, output = run_python_module(*argv)
         text = output.decode(errors="replace")
-        self.assertEqual(process.returncode, 0, text)
+        self.assertEqual(status, 0, text)
         return text
 
     def test_the_c_server_makes_two_recvs_and_one_send_per_connection(self) -> None:
