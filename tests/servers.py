@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -546,6 +547,31 @@ def traced(command: list[str], calls: str, output: str) -> list[str]:
     """C{command} under C{strace -f}, logging the system calls C{calls} to C{output}."""
     strace = require_program("strace")
     return [strace, "-f", "-qq", "-s", "200", "-e", f"trace={calls}", "-o", output, *command]
+
+
+#: A call in an C{strace -f} log line: C{PID name(...}.
+TRACED_CALL = re.compile(rb"^\d+ +(\w+)\(")
+
+
+def traced_daemon(case: SynchronousTestCase, calls: str, *options: str) -> tuple[Daemon, str]:
+    """
+    C{twistd caps OPTIONS} on TCP alone under C{strace}, logging the system
+    calls C{calls}: the daemon, once serving, and the path of the trace.
+    """
+    trace = os.path.abspath(case.mktemp())
+    command = traced(twistd("-i", HOST, "-p", "0", "--no-udp", *options), calls, trace)
+    daemon = start_process(case, command, expect=("TCP",))
+    traced_child(case, daemon)
+    assert daemon.tcp_port
+    return daemon, trace
+
+
+def traced_calls(trace: str) -> Counter[str]:
+    """How many calls of each system call the C{strace} log at C{trace} has so far."""
+    with open(trace, "rb") as lines:
+        return Counter(
+            found.group(1).decode() for line in lines if (found := TRACED_CALL.search(line))
+        )
 
 
 def traced_child(case: SynchronousTestCase, daemon: Daemon) -> int:

@@ -4,11 +4,8 @@ their first bytes arrive and read before they are registered, over loopback
 in the test's reactor and through C{twistd caps}.
 """
 
-import os
-import re
 import socket
 import time
-from collections import Counter
 from typing import Any, cast
 
 from twisted.internet import reactor
@@ -26,11 +23,10 @@ from tests.servers import (
     eventually,
     port_of,
     read_to_end,
-    require_program,
     start_in_reactor,
     start_process,
-    traced,
-    traced_child,
+    traced_calls,
+    traced_daemon,
     twistd,
     wait_for,
 )
@@ -38,8 +34,6 @@ from twisted_caps._twisted.eager_read import DEFER_ACCEPT_SECONDS, EagerServer, 
 from twisted_caps._twisted.lean_server import use_lean_server
 
 HOST = "127.0.0.1"
-#: A call in an C{strace -f} log line: C{PID name(...}.
-TRACED_CALL = re.compile(rb"^\d+ +(\w+)\(")
 
 
 class RegistrationSpy(Protocol):
@@ -220,18 +214,14 @@ class DaemonEagerReadTests(TestCase):
         accepted is read, answered and closed before it is ever registered
         with epoll: no C{epoll_ctl} at all for twenty of them, each logged.
         """
-        require_program("strace")
-        trace = os.path.abspath(self.mktemp())
-        command = traced(twistd("-i", HOST, "-p", "0", "--no-udp", "--once"), "epoll_ctl", trace)
-        daemon = start_process(self, command, expect=("TCP",))
-        traced_child(self, daemon)
+        daemon, trace = traced_daemon(self, "epoll_ctl", "--once")
         assert daemon.tcp_port
-        before = epoll_ctl_calls(trace)
+        before = traced_calls(trace)["epoll_ctl"]
         count = 20
         for _ in range(count):
             self.assertEqual(course_tcp_client(daemon.tcp_port, b"hello"), b"HELLO")
         wait_for(lambda: daemon.output.count(b"answered once") == count)
-        self.assertEqual(epoll_ctl_calls(trace) - before, 0)
+        self.assertEqual(traced_calls(trace)["epoll_ctl"] - before, 0)
 
     def test_a_connection_its_client_closed_costs_one_epoll_ctl_and_no_shutdown(self) -> None:
         """
@@ -242,11 +232,7 @@ class DaemonEagerReadTests(TestCase):
         C{shutdown(2)}; each is answered and logged, and the descriptors
         the next ones reuse are watched again as new.
         """
-        require_program("strace")
-        trace = os.path.abspath(self.mktemp())
-        command = traced(twistd("-i", HOST, "-p", "0", "--no-udp"), "epoll_ctl,shutdown", trace)
-        daemon = start_process(self, command, expect=("TCP",))
-        traced_child(self, daemon)
+        daemon, trace = traced_daemon(self, "epoll_ctl,shutdown")
         assert daemon.tcp_port
         # A first connection settles the daemon's start-up calls in the trace.
         self.assertEqual(course_tcp_client(daemon.tcp_port, b"first"), b"FIRST")
@@ -266,11 +252,7 @@ class DaemonEagerReadTests(TestCase):
         With C{--once} the server closes while its client may still send:
         that close keeps Twisted's C{shutdown(2)} before C{close(2)}.
         """
-        require_program("strace")
-        trace = os.path.abspath(self.mktemp())
-        command = traced(twistd("-i", HOST, "-p", "0", "--no-udp", "--once"), "shutdown", trace)
-        daemon = start_process(self, command, expect=("TCP",))
-        traced_child(self, daemon)
+        daemon, trace = traced_daemon(self, "shutdown", "--once")
         assert daemon.tcp_port
         count = 5
         for _ in range(count):
@@ -287,16 +269,3 @@ class DaemonEagerReadTests(TestCase):
                 client.sendall(b"half ")
                 client.shutdown(socket.SHUT_WR)
                 self.assertEqual(read_to_end(client), b"HALF ")
-
-
-def epoll_ctl_calls(trace: str) -> int:
-    """How many C{epoll_ctl} calls the C{strace} log at C{trace} has so far."""
-    return traced_calls(trace)["epoll_ctl"]
-
-
-def traced_calls(trace: str) -> Counter[str]:
-    """How many calls of each system call the C{strace} log at C{trace} has so far."""
-    with open(trace, "rb") as lines:
-        return Counter(
-            found.group(1).decode() for line in lines if (found := TRACED_CALL.search(line))
-        )
