@@ -24,13 +24,10 @@ Twisted without it, and the upstream ticket that would retire it.
     sending when its buffer is empty); no ticket yet asks for the queued
     byte count: the text to file is in C{docs/twisted.md}.
   - L{twisted_caps._twisted.dispatch}: reads TCP connections without the
-    per-event log context, and tells a lean connection of its client's
-    end of input before the reactor stops reading it. Reads the epoll
-    reactor's C{_poller}, C{_selectables}, C{_doReadOrWrite} and
-    C{_disconnectSelectable}. Fallback: a reactor without them is left
-    alone. Retired by twisted#12338, #6789 and #2534 (C{callWithLogger}
-    on every event); no ticket yet for the order: the text to file is in
-    C{docs/twisted.md}.
+    per-event log context. Reads the epoll reactor's C{_poller},
+    C{_selectables}, C{_doReadOrWrite} and C{_disconnectSelectable}.
+    Fallback: a reactor without them is left alone. Retired by
+    twisted#12338, #6789 and #2534 (C{callWithLogger} on every event).
   - L{twisted_caps._twisted.shared_accept}: a socket shared by worker
     processes wakes one waiting worker per connection (C{EPOLLEXCLUSIVE}).
     Reads the epoll reactor's C{_poller}, C{_reads} and C{_writes}.
@@ -54,8 +51,11 @@ Twisted without it, and the upstream ticket that would retire it.
     buffer (C{dataBuffer}, C{offset}, C{_tempDataLen}), reads
     C{Port._realPortNumber} for the C{repr}, and closes with C{close(2)}
     alone: it takes the descriptor out of the epoll reactor's
-    C{_selectables}, C{_reads} and C{_writes}, and sets
-    C{_SocketCloser._shouldShutdown} once the client has closed its side.
+    C{_selectables}, C{_reads} and C{_writes}, sets
+    C{_SocketCloser._shouldShutdown} once the client has closed its side,
+    and, ending a connection after a read, tells a lean connection of its
+    client's end of input before the reactor stops reading it (the
+    reactor's C{_disconnectSelectable} for every other end).
     Fallback: any other port builds Twisted's transport. No upstream
     ticket yet: the text to file is in C{docs/twisted.md}.
   - L{twisted_caps._twisted.eager_read}: listening sockets with

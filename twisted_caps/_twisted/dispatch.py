@@ -19,13 +19,10 @@ the context only if one raises, to log the error with the transport's
 prefix as Twisted does. Every other event (writes, hang-ups, errors, other
 transports) goes through the reactor's own path.
 
-A read that finds a lean connection's end of input
-(L{LeanServer<twisted_caps._twisted.lean_server.LeanServer>}) is handled
-as the reactor does, in the other order: the transport's
-C{readConnectionLost} first, then, if the connection is still open, the
-reactor stops reading it. The reactor's order unregisters the descriptor
-from epoll (an C{epoll_ctl}) just before a protocol that closes at once
-closes it, which takes it out of the epoll set anyway. It replaces C{doIteration} on one
+A read that ends the connection is handled by
+L{disconnect_after_read<twisted_caps._twisted.lean_server.disconnect_after_read>},
+which tells a lean connection of its client's end of input before the
+reactor stops reading it. It replaces C{doIteration} on one
 C{EPollReactor} instance, reads the reactor's private C{_poller} and
 C{_selectables}, and is undone by the function L{install} returns. The
 change to propose upstream: set the log context only when handling an
@@ -37,21 +34,16 @@ from select import EPOLLIN
 from types import MethodType
 from typing import Any
 
-from twisted.internet import main, tcp
+from twisted.internet import tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
-from twisted.python.failure import Failure
 
-from twisted_caps._twisted.eager_read import EagerPort, EagerServer
+from twisted_caps._twisted.eager_read import EagerPort
 from twisted_caps._twisted.immediate import SERVERS
-from twisted_caps._twisted.lean_server import LeanServer
+from twisted_caps._twisted.lean_server import disconnect_after_read
 
 #: The classes whose plain reads skip the context.
 _FAST = (*SERVERS, tcp.Port, EagerPort)
-#: The transports whose end of input is handled in the closing order.
-_LEAN = (LeanServer, EagerServer)
-#: The reason given for the end of input, made once as the reactor makes its own.
-_INPUT_ENDED = Failure(main.CONNECTION_DONE)
 #: The reactor's private parts this reads; a Twisted without them is left alone.
 _USED = ("_poller", "_selectables", "_doReadOrWrite", "_disconnectSelectable")
 
@@ -98,22 +90,4 @@ def _poll(reactor: Any, timeout: float | None) -> None:
             log.callWithLogger(selectable, log.err)
         if why:
             # Closing runs protocol code too: the context only if it fails.
-            try:
-                if why is main.CONNECTION_DONE and selectable.__class__ in _LEAN:
-                    _end_input(reactor, selectable)
-                else:
-                    reactor._disconnectSelectable(selectable, why, from_read)
-            except KeyboardInterrupt:
-                raise  # as callWithLogger does
-            except BaseException:
-                log.callWithLogger(selectable, log.err)
-
-
-def _end_input(reactor: Any, transport: LeanServer) -> None:
-    """
-    Tell a lean connection its client's input has ended, then stop reading
-    it if it is still open: a close in between needs no C{epoll_ctl}.
-    """
-    transport.readConnectionLost(_INPUT_ENDED)
-    if not transport.disconnected:
-        reactor.removeReader(transport)
+            disconnect_after_read(reactor, selectable, why, from_read)

@@ -41,7 +41,7 @@ from typing import Any
 from twisted.internet import tcp
 from twisted.python import log
 
-from twisted_caps._twisted.lean_server import LeanServer, use_lean_server
+from twisted_caps._twisted.lean_server import LeanServer, disconnect_after_read, use_lean_server
 
 #: Seconds the kernel holds a connection that has sent nothing before
 #: queueing it for accept all the same: the time a silent client (an
@@ -81,13 +81,7 @@ class EagerServer(LeanServer):
             log.callWithLogger(self, log.err)
         if why:
             unregistered.discard(self)
-            try:
-                reactor: Any = self.reactor
-                reactor._disconnectSelectable(self, why, from_read)
-            except KeyboardInterrupt:
-                raise  # as callWithLogger does
-            except BaseException:
-                log.callWithLogger(self, log.err)
+            disconnect_after_read(self.reactor, self, why, from_read)
             return
         if self in unregistered:
             unregistered.discard(self)

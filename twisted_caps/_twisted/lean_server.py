@@ -42,7 +42,10 @@ descriptor in its tables (C{_selectables}, C{_reads}, C{_writes}) before
 Twisted's close, and, once its client has closed its side (nothing more
 can arrive, so no input is left unread to turn the close into a reset),
 skips the C{shutdown(2)} (C{_SocketCloser._shouldShutdown}): two system
-calls fewer for every short connection, eight in all instead of ten.
+calls fewer for every short connection, eight in all instead of ten. For
+the first, a read that finds the end of input reaches the protocol before
+the reactor stops reading (L{disconnect_after_read}, which calls the
+reactor's C{_disconnectSelectable} for every other end of a read).
 
 It reads C{Port._realPortNumber} for the C{repr}, as Twisted does. The
 changes to propose upstream: compute C{logstr} and C{repr} lazily in
@@ -65,6 +68,7 @@ from typing import Any
 from twisted.internet import address, main, tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.internet.interfaces import ILoggingContext, IProtocol, IReactorFDSet
+from twisted.python import log
 from twisted.python.failure import Failure
 
 
@@ -206,6 +210,33 @@ class LeanServer(tcp.Server):
     @repstr.setter
     def repstr(self, value: str) -> None:
         """The constructor's value is dropped: it is made when read."""
+
+
+#: The reason given for the end of input, made once as the reactor makes its own.
+_INPUT_ENDED = Failure(main.CONNECTION_DONE)
+
+
+def disconnect_after_read(reactor: Any, selectable: Any, why: object, from_read: bool) -> None:
+    """
+    End C{selectable} after a read that returned or raised C{why}, as the
+    reactor's C{_disconnectSelectable} does, with the context of
+    C{log.callWithLogger} only if that raises. A lean connection's end of
+    input reaches its protocol first, and the reactor stops reading it
+    only if it is still open: the reactor's order unregisters it from
+    epoll (an C{epoll_ctl}) just before a protocol that closes at once
+    closes it, which takes it out of the epoll set anyway.
+    """
+    try:
+        if why is main.CONNECTION_DONE and isinstance(selectable, LeanServer):
+            selectable.readConnectionLost(_INPUT_ENDED)
+            if not selectable.disconnected:
+                reactor.removeReader(selectable)
+        else:
+            reactor._disconnectSelectable(selectable, why, from_read)
+    except KeyboardInterrupt:
+        raise  # as callWithLogger does
+    except BaseException:
+        log.callWithLogger(selectable, log.err)
 
 
 def _forget_before_close(reactor: Any, transport: LeanServer) -> None:
