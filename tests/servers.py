@@ -195,6 +195,16 @@ def start_process(
     return daemon
 
 
+def caps_client(*argv: str) -> subprocess.CompletedProcess[bytes]:
+    """Run the installed C{caps-client ARGV} to its end (at most 60 s), no input."""
+    return subprocess.run(
+        [os.path.join(BIN, "caps-client"), *argv],
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def twistd(*argv: str) -> list[str]:
     """The command line of the twistd next to this Python, in the foreground."""
     return [os.path.join(BIN, "twistd"), "-n", "--pidfile=", "caps", *argv]

@@ -5,9 +5,7 @@ a certificate without subjectAltName or naming another host is refused
 before any text is sent, by the library and by C{caps-client}.
 """
 
-import os
 import re
-import subprocess
 from typing import cast
 
 from cryptography import x509
@@ -20,9 +18,9 @@ from twisted.trial.unittest import TestCase
 
 from tests.certificates import ServerFiles, openssl_self_signed, ssl_endpoint
 from tests.servers import (
-    BIN,
     HOST,
     KeptProtocols,
+    caps_client,
     eventually,
     port_of,
     require_program,
@@ -107,15 +105,6 @@ class LibraryTests(TestCase):
         for host in ("localhost", HOST):
             tls = tls_client_options(host, files.ca)
             self.assertEqual(await capitalize_over_tcp(reactor, host, port, b"hi", tls=tls), b"HI")
-
-
-def caps_client(*argv: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [os.path.join(BIN, "caps-client"), *argv],
-        capture_output=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 class CommandTests(TestCase):

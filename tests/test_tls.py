@@ -3,24 +3,12 @@ TLS: the server behind an C{ssl:} endpoint, and the client's C{--tls}
 verification of the certificate and the host name.
 """
 
-import os
-import subprocess
-
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from tests.certificates import ServerFiles, make_server_files, ssl_endpoint
-from tests.servers import BIN, port_of, start_in_reactor, start_process, twistd
+from tests.servers import caps_client, port_of, start_in_reactor, start_process, twistd
 from twisted_caps.client import TLSVerificationError, capitalize_over_tcp, tls_client_options
-
-
-def caps_client(*argv: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [os.path.join(BIN, "caps-client"), *argv],
-        capture_output=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 class LibraryTests(TestCase):
