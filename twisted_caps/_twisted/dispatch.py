@@ -13,16 +13,13 @@ emits, never read that context.
 
 So, for the commonest events, a plain read on a C{tcp.Server} or a
 C{tcp.Port} (a connection to accept), this calls C{doRead} (and, when the
-read ends the connection, the reactor's disconnect, which runs the
-protocol's C{readConnectionLost} or C{connectionLost}) directly and enters
-the context only if one raises, to log the error with the transport's
-prefix as Twisted does. Every other event (writes, hang-ups, errors, other
-transports) goes through the reactor's own path.
-
-A read that ends the connection is handled by
+read ends the connection,
 L{disconnect_after_read<twisted_caps._twisted.lean_server.disconnect_after_read>},
-which tells a lean connection of its client's end of input before the
-reactor stops reading it. It replaces C{doIteration} on one
+the reactor's disconnect, which runs the protocol's C{readConnectionLost}
+or C{connectionLost}) directly and enters the context only if one raises,
+to log the error with the transport's prefix as Twisted does. Every other
+event (writes, hang-ups, errors, other transports) goes through the
+reactor's own path. It replaces C{doIteration} on one
 C{EPollReactor} instance, reads the reactor's private C{_poller} and
 C{_selectables}, and is undone by the function L{install} returns. The
 change to propose upstream: set the log context only when handling an

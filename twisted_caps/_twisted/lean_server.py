@@ -33,25 +33,27 @@ calls, inlined: a call less per read) and reads its private write
 buffer.
 
 Closing a connection, Twisted takes its descriptor out of the epoll set
-(an C{epoll_ctl}), then calls C{shutdown(2)} and C{close(2)}. The close
-alone does both for a socket no other descriptor shares, which an
-accepted one is not (close-on-exec, never duplicated): C{close(2)} sends
-the FIN after what is still queued, and takes the descriptor out of
-every epoll set. So L{LeanServer} has the epoll reactor only forget the
-descriptor in its tables (C{_selectables}, C{_reads}, C{_writes}) before
-Twisted's close, and, once its client has closed its side (nothing more
-can arrive, so no input is left unread to turn the close into a reset),
-skips the C{shutdown(2)} (C{_SocketCloser._shouldShutdown}): two system
-calls fewer for every short connection, eight in all instead of ten. For
-the first, a read that finds the end of input reaches the protocol before
-the reactor stops reading (L{disconnect_after_read}, which calls the
-reactor's C{_disconnectSelectable} for every other end of a read).
+(an C{epoll_ctl}), then calls C{shutdown(2)} and C{close(2)}. For a
+socket no other descriptor refers to, and an accepted one is such a
+socket (close-on-exec, never duplicated), C{close(2)} alone does both:
+it sends the FIN after what is still queued, and takes the descriptor out
+of every epoll set. So L{LeanServer} has the epoll reactor only forget
+the descriptor in its tables (C{_selectables}, C{_reads}, C{_writes})
+before Twisted's close, and, once its client has closed its side
+(nothing more can arrive, so no input is left unread to turn the close
+into a reset), skips the C{shutdown(2)}
+(C{_SocketCloser._shouldShutdown}): two system calls fewer for every
+short connection, eight in all instead of ten. The reactor, though,
+unregisters a connection as soon as a read finds its end of input, before
+the protocol closes it; L{disconnect_after_read} tells the protocol
+first (and calls the reactor's C{_disconnectSelectable} for every other
+end of a read).
 
 It reads C{Port._realPortNumber} for the C{repr}, as Twisted does. The
 changes to propose upstream: compute C{logstr} and C{repr} lazily in
 C{tcp.Server} itself, let a transport's read size adapt, and close an
-accepted socket with C{close(2)} alone (no ticket for any yet). A port that is not exactly a
-C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport. The
+accepted socket with C{close(2)} alone (no ticket for any yet). A port
+that is not exactly a C{tcp.Port} building C{tcp.Server}s keeps Twisted's transport. The
 constructor is Twisted 26.10's less the strings (C{tcp.Connection}'s,
 then the attributes C{tcp.Server}'s sets, C{_addressType} for IPv6
 included): a Twisted whose C{Server} sets more fails
