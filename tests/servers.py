@@ -32,6 +32,7 @@ from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from twisted_caps.operating.tap import Options
 from twisted_caps.serving.service import CapsService
+from twisted_caps.serving.stream import CapsStreamFactory, CapsStreamProtocol
 
 #: Set (as .ci/run does) to make a missing program fail its tests, not skip them.
 REQUIRE_TOOLS = os.environ.get("CAPS_REQUIRE_TOOLS") == "1"
@@ -109,6 +110,17 @@ def start_in_reactor(case: SynchronousTestCase, *argv: str) -> CapsService:
     service.startService()
     case.addCleanup(service.stopService)
     return service
+
+
+def protocol_of(factory: CapsStreamFactory) -> CapsStreamProtocol | None:
+    """
+    The factory's one open connection if it has become a protocol (a
+    compact connection carries on as one when it needs a transport), else None.
+    """
+    connections = list(factory.connections)
+    if len(connections) == 1 and isinstance(connections[0], CapsStreamProtocol):
+        return connections[0]
+    return None
 
 
 def port_of(service: CapsService, kind: str) -> int:

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from tests.servers import (
     eventually,
     port_of,
+    protocol_of,
     read_to_end,
     start_in_reactor,
     traced_calls,
@@ -141,11 +142,14 @@ class SupportTests(TestCase):
         self.assertFalse(supports_immediate_send(tcp.Server.__new__(tcp.Server)))
 
     async def test_a_served_tcp_connection_sends_at_once(self) -> None:
+        """A connection carried on as the protocol (at a non-ASCII byte) sends at once."""
         service = start_in_reactor(self, "--no-udp")
         client = socket.create_connection(("127.0.0.1", port_of(service, "TCP")))
         self.addCleanup(client.close)
-        await eventually(lambda: service.stream_factory.connections)
-        [protocol] = service.stream_factory.connections
+        client.sendall("é".encode())
+        await eventually(lambda: protocol_of(service.stream_factory))
+        protocol = protocol_of(service.stream_factory)
+        assert protocol is not None
         self.assertTrue(supports_immediate_send(protocol.transport))
 
 

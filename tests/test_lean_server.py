@@ -14,7 +14,7 @@ from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tests.servers import KeptProtocols, eventually, port_of, start_in_reactor
+from tests.servers import KeptProtocols, eventually, port_of, protocol_of, start_in_reactor
 from twisted_caps._twisted.lean_server import (
     MAX_READ_SIZE,
     READ_SIZE,
@@ -109,15 +109,19 @@ class LeanServerTests(TestCase):
         self.assertEqual(repr(lean), f"<closed #{lean.sessionno} on {number}>")
 
     async def test_the_daemons_tcp_connections_are_lean(self) -> None:
-        """The service's TCP listeners build lean transports that answer as before."""
+        """
+        The service's TCP connections carried on as the protocol (here at a
+        non-ASCII byte) run on lean transports that answer as before.
+        """
         service = start_in_reactor(self, "--no-udp")
         client = socket.create_connection(("127.0.0.1", port_of(service, "TCP")))
         self.addCleanup(client.close)
-        client.sendall(b"lean")
-        await eventually(lambda: service.stream_factory.connections)
-        [protocol] = service.stream_factory.connections
+        client.sendall("léan".encode())
+        await eventually(lambda: protocol_of(service.stream_factory))
+        protocol = protocol_of(service.stream_factory)
+        assert protocol is not None
         self.assertIsInstance(protocol.transport, LeanServer)
-        await eventually(lambda: protocol.bytes_out == 4)
+        await eventually(lambda: protocol.bytes_out == 5)
 
     async def test_reads_grow_while_the_client_streams_and_shrink_after(self) -> None:
         """

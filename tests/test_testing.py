@@ -12,6 +12,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import course_tcp_client, course_udp_client
+from twisted_caps._twisted.compact import CompactConnection
 from twisted_caps.client import capitalize_over_tcp, capitalize_over_udp
 from twisted_caps.testing import (
     MemoryCapsServer,
@@ -297,10 +298,15 @@ class CleanupRecorder:
         self.calls.append(function)
 
 
-def server_connections(port: int) -> list[tcp.Server]:
-    """The reactor's accepted TCP connections on C{port}."""
+def server_connections(port: int) -> list[object]:
+    """The reactor's accepted TCP connections on C{port}: transports and compact ones."""
     selectables = [*reactor.getReaders(), *reactor.getWriters()]
-    return [s for s in selectables if isinstance(s, tcp.Server) and s.getHost().port == port]
+    return [
+        s
+        for s in selectables
+        if (isinstance(s, tcp.Server) and s.getHost().port == port)
+        or (isinstance(s, CompactConnection) and s.port.getHost().port == port)
+    ]
 
 
 class ProcessServerTests(SynchronousTestCase):

@@ -217,6 +217,7 @@ class FenceTests(SynchronousTestCase):
             caught,
             {
                 "accept_errors",
+                "compact",
                 "dispatch",
                 "eager_read",
                 "immediate",

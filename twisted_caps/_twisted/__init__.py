@@ -70,6 +70,17 @@ Twisted without it, and the upstream ticket that would retire it.
     the connection. Fallback: a reactor without it, or a kernel that
     refuses the option, keeps the lean transport registered at accept.
     No upstream ticket yet: the text to file is in C{docs/twisted.md}.
+  - L{twisted_caps._twisted.compact}: short IPv4 connections served as
+    one small object the epoll reactor reads directly, with no Twisted
+    transport or protocol, until they need one. Registers and forgets
+    them in the reactor's C{_poller}, C{_reads} and C{_selectables} (as
+    C{addReader} and the lean close do), and hands a connection over to a
+    L{LeanServer<twisted_caps._twisted.lean_server.LeanServer>} by giving
+    it that registration, numbered from the port's C{sessionno}; the
+    eager port builds them. Fallback: a reactor that is not exactly
+    Twisted's epoll reactor, an IPv6 port, and TLS and PROXY listeners
+    get Twisted's transports. No upstream ticket yet: the text to file is
+    in C{docs/twisted.md}.
   - L{twisted_caps._twisted.accept_errors}: counts the clients a listening
     port closes for lack of file descriptors as C{open-files} refusals and
     logs them in one summary line a second. Replaces C{tcp.Port._logger},

@@ -11,7 +11,8 @@ C{log.msg} made while handling the event is tagged with it. That costs
 on request/response. New-style C{twisted.logger} events, which is all caps
 emits, never read that context.
 
-So, for the commonest events, a plain read on a C{tcp.Server} or a
+So, for the commonest events, a plain read on a C{tcp.Server}, a compact
+connection (L{twisted_caps._twisted.compact}) or a
 C{tcp.Port} (a connection to accept), this calls C{doRead} (and, when the
 read ends the connection,
 L{disconnect_after_read<twisted_caps._twisted.lean_server.disconnect_after_read>},
@@ -35,6 +36,7 @@ from twisted.internet import tcp
 from twisted.internet.epollreactor import EPollReactor
 from twisted.python import log
 
+from twisted_caps._twisted.compact import COMPACT
 from twisted_caps._twisted.eager_read import EagerPort
 from twisted_caps._twisted.immediate import SERVERS
 from twisted_caps._twisted.lean_server import disconnect_after_read
@@ -75,7 +77,12 @@ def _poll(reactor: Any, timeout: float | None) -> None:
         selectable = selectables.get(fd)
         if selectable is None:
             continue
-        if event != EPOLLIN or selectable.__class__ not in _FAST or selectable.fileno() == -1:
+        kind = selectable.__class__
+        # A compact connection's read handles its own end (and one closed
+        # earlier in this batch reads nothing): no fileno() check needed.
+        if event != EPOLLIN or not (
+            kind in COMPACT or (kind in _FAST and selectable.fileno() != -1)
+        ):
             log.callWithLogger(selectable, dispatch, selectable, fd, event)
             continue
         why: object

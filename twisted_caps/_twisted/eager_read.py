@@ -36,17 +36,26 @@ connection it accepts once before registering it.
 """
 
 import socket
-from typing import Any
+from _socket import socket as c_socket
+from typing import Any, Protocol
 
 from twisted.internet import tcp
 from twisted.python import log
 
+from twisted_caps._twisted.compact import CompactConnection, compact_supported
 from twisted_caps._twisted.lean_server import LeanServer, disconnect_after_read, use_lean_server
 
 #: Seconds the kernel holds a connection that has sent nothing before
 #: queueing it for accept all the same: the time a silent client (an
 #: interactive one, a port scan) waits before it counts against the limits.
 DEFER_ACCEPT_SECONDS = 1
+
+
+class FirstRead(Protocol):
+    """A connection accepted and waiting for its first read."""
+
+    def read_first(self) -> None:
+        """Read once, then have the reactor read it if it is still open."""
 
 
 class EagerServer(LeanServer):
@@ -96,10 +105,13 @@ class EagerPort(tcp.Port):
     @ivar accepted_now: the connections of the current accepting turn.
     @ivar unregistered: connections accepted and neither registered nor
         stopped by their protocol yet.
+    @ivar compact: the L{CompactConnection} class IPv4 connections are
+        accepted as, or None for Twisted's transport and protocol.
     """
 
-    accepted_now: list[EagerServer]
+    accepted_now: list[FirstRead]
     unregistered: set[EagerServer]
+    compact: type[CompactConnection] | None = None
 
     def doRead(self) -> None:
         """Accept what is queued, then read each connection accepted once."""
@@ -126,6 +138,7 @@ class EagerPort(tcp.Port):
         """
         listener: Any = self.socket
         limit = self.numberAccepts
+        compact = self.compact
         accepted = 0
         while accepted < limit:
             try:
@@ -136,6 +149,12 @@ class EagerPort(tcp.Port):
                 tcp.Port.doRead(self)
                 return
             accepted += 1
+            if compact is not None:
+                # Python's own socket type: no Python constructor to run.
+                client = c_socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
+                client.setblocking(False)
+                self.accepted_now.append(compact(client, address, self))
+                continue
             self.serve(socket.socket(self.addressFamily, self.socketType, 0, fd), address)
         self.numberAccepts = limit + 20 if accepted == limit else max(1, accepted)
 
@@ -156,12 +175,14 @@ class EagerPort(tcp.Port):
         protocol.makeConnection(transport)
 
 
-def use_eager_reads(port: Any) -> bool:
+def use_eager_reads(port: Any, compact: type[CompactConnection] | None = None) -> bool:
     """
     Make a listening C{tcp.Port} build lean transports (L{use_lean_server})
     and, where the kernel defers accepts and the reactor is Twisted's
     posix reactor as this module knows it, read each new connection once
-    before registering it; return whether it does the latter.
+    before registering it; return whether it does the latter. With
+    C{compact}, an IPv4 port on Twisted's epoll reactor accepts its
+    connections as that L{CompactConnection} class instead.
     """
     if not use_lean_server(port):
         return False
@@ -178,4 +199,6 @@ def use_eager_reads(port: Any) -> bool:
     port.unregistered = set()
     port.transport = EagerServer
     port.__class__ = EagerPort
+    if compact is not None and compact_supported(port):
+        port.compact = compact
     return True

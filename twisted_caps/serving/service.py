@@ -28,6 +28,7 @@ from twisted_caps._twisted.shared_accept import adopt_shared_stream_port, wake_o
 from twisted_caps.core.addresses import host_port
 from twisted_caps.core.limits import DATAGRAM_READ_SIZE, ConnectionLimits, DatagramRateLimit
 from twisted_caps.serving import endpoint_strings
+from twisted_caps.serving.compact_stream import CompactCapsConnection
 from twisted_caps.serving.config import CapsConfig, TcpListener, UdpListener
 from twisted_caps.serving.datagram import CapsDatagramProtocol
 from twisted_caps.serving.listeners import stream_endpoint
@@ -323,8 +324,18 @@ class CapsService(Service):
                 stream_endpoint(listener, self._reactor).listen(self.stream_factory)
             )
         summarize_accept_errors(port, self.stream_factory.count_lack_of_files, self._reactor)
-        use_eager_reads(port)
+        self._read_eagerly(port)
         return port
+
+    def _read_eagerly(self, port: IListeningPort) -> None:
+        """
+        Read a TCP listener's connections as they are accepted; compact
+        ones (L{CompactCapsConnection}) where the port serves the stream
+        factory itself (no TLS or PROXY wrapper) and C{--once} is off.
+        """
+        factory = self.stream_factory
+        plain = getattr(port, "factory", None) is factory and not factory.once
+        use_eager_reads(port, CompactCapsConnection if plain else None)
 
     def _listen_udp(self, listener: UdpListener, number: int | None) -> IListeningPort:
         """Listen on C{listener}, on port C{number} instead of its own if given."""
@@ -356,7 +367,7 @@ class CapsService(Service):
         if inherited.kind == "TCP":
             port = adopt_shared_stream_port(self._reactor, fd, family, self.stream_factory)
             summarize_accept_errors(port, self.stream_factory.count_lack_of_files, self._reactor)
-            use_eager_reads(port)
+            self._read_eagerly(port)
         else:
             protocol = CapsDatagramProtocol(self._reactor, self.datagram_rate_limit)
             port = self._reactor.adoptDatagramPort(fd, family, protocol, DATAGRAM_READ_SIZE)

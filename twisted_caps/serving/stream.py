@@ -7,6 +7,7 @@ the policy (limits, idle timeout, graceful shutdown).
 
 from collections.abc import Callable
 from typing import Any
+from typing import Protocol as TypingProtocol
 
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
@@ -66,6 +67,26 @@ HEADER_TIMEOUT = 5.0
 SWEEPS_PER_TIMEOUT = 10
 
 
+class OpenConnection(TypingProtocol):
+    """What the factory reads and asks of each connection it admitted."""
+
+    peer: str | None
+    opened_at: float
+    last_progress_at: float
+    bytes_in: int
+    bytes_out: int
+    close_reason: str | None
+
+    #: Whether input arrived since the idle sweep's last look.
+    input_seen: bool
+
+    def check_idle(self, now: float, idle_timeout: float) -> None:
+        """The idle sweep's look: close if no progress for C{idle_timeout}."""
+
+    def close(self, grace: float = ..., reason: str = ...) -> None:
+        """Write what is queued, then close (within C{grace} seconds, if given)."""
+
+
 @implementer(IHalfCloseableProtocol, IPushProducer)
 class CapsStreamProtocol(Protocol):
     """
@@ -91,13 +112,13 @@ class CapsStreamProtocol(Protocol):
         "_capitalizer",
         "_discarding",
         "_immediate",
-        "_input_seen",
         "_producing",
         "_unsent",
         "bytes_in",
         "bytes_out",
         "close_reason",
         "factory",
+        "input_seen",
         "last_progress_at",
         "opened_at",
         "peer",
@@ -118,7 +139,7 @@ class CapsStreamProtocol(Protocol):
         # When the idle sweep last saw progress; input between two looks is
         # a flag, not a clock read (and a float kept) per chunk.
         self.last_progress_at = 0.0
-        self._input_seen = False
+        self.input_seen = False
         self._unsent: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
@@ -159,7 +180,7 @@ class CapsStreamProtocol(Protocol):
         if self._discarding:
             return
         factory = self.factory
-        self._input_seen = True
+        self.input_seen = True
         size = len(data)
         self.bytes_in += size
         factory.bytes_received += size
@@ -184,13 +205,42 @@ class CapsStreamProtocol(Protocol):
         self.factory.bytes_sent += size
         if self._immediate:
             reply = send_at_once(self.transport, reply)
-            if not reply:
-                return
-            # Before the write, whose flow control looks for a producer;
-            # never again once closing, which unregistered it.
-            if not self._producing and self.close_reason is None:
-                self._produce()
+            if reply:
+                self.queue_unsent(reply)
+            return
         self.transport.write(reply)
+
+    def queue_unsent(self, rest: bytes) -> None:
+        """
+        Queue the part of a counted reply the kernel did not take, with
+        flow control: registered as the producer first, as the write's
+        flow control looks for one (never again once closing, which
+        unregistered it).
+        """
+        if not self._producing and self.close_reason is None:
+            self._produce()
+        self.transport.write(rest)
+
+    def carry_on(self, served: "OpenConnection", transport: ITransport) -> None:
+        """
+        Take over a connection admitted and served so far by C{served} (a
+        compact connection), on C{transport}: its counts, its clock and
+        its place among the factory's connections; as C{makeConnection}
+        would, without admitting it again.
+        """
+        self.peer = served.peer
+        self.opened_at = served.opened_at
+        self.last_progress_at = served.last_progress_at
+        self.bytes_in = served.bytes_in
+        self.bytes_out = served.bytes_out
+        self.input_seen = served.input_seen
+        self._admitted = True
+        self.connected = 1
+        self.transport = transport
+        self._immediate = supports_immediate_send(transport)
+        connections = self.factory.connections
+        connections.discard(served)
+        connections.add(self)
 
     def readConnectionLost(self) -> None:
         """The client sent its last byte: flush, answer, then close."""
@@ -235,8 +285,8 @@ class CapsStreamProtocol(Protocol):
         if self._abort_call is not None:
             return
         unsent = unsent_bytes(self.transport)
-        moved = self._input_seen or bool(unsent and (self._unsent is None or unsent < self._unsent))
-        self._input_seen = False
+        moved = self.input_seen or bool(unsent and (self._unsent is None or unsent < self._unsent))
+        self.input_seen = False
         self._unsent = unsent
         if moved:
             self.last_progress_at = now
@@ -338,7 +388,7 @@ class CapsStreamFactory(Factory):
         self.limits = limits or ConnectionLimits()
         self.idle_timeout = idle_timeout
         self.shutdown_timeout = shutdown_timeout
-        self.connections: set[CapsStreamProtocol] = set()
+        self.connections: set[OpenConnection] = set()
         self.accepted = 0
         self.refused: dict[str, int] = {}
         self.idle_timeouts = 0
@@ -355,7 +405,7 @@ class CapsStreamFactory(Factory):
     def buildProtocol(self, addr: IAddress | None) -> CapsStreamProtocol:
         return CapsStreamProtocol(self)
 
-    def admit(self, protocol: CapsStreamProtocol) -> bool:
+    def admit(self, protocol: OpenConnection) -> bool:
         """Admit a new connection, or count and log its refusal."""
         refusal = self.limits.admit(protocol.peer)
         if refusal is not None:
@@ -431,7 +481,7 @@ class CapsStreamFactory(Factory):
             limit=reason,
         )
 
-    def release(self, protocol: CapsStreamProtocol) -> None:
+    def release(self, protocol: OpenConnection) -> None:
         """Forget a closed connection that L{admit} let in, and log its close."""
         peer = protocol.peer or "local"
         duration = self.clock.seconds() - protocol.opened_at

@@ -1,0 +1,140 @@
+# -*- test-case-name: tests.test_compact_stream -*-
+"""
+The course's TCP traffic, answered without a Twisted transport or protocol
+until a connection needs one.
+
+Most connections a course makes are a sentence, its answer and a close.
+L{CompactCapsConnection} serves those as one small object (see
+L{twisted_caps._twisted.compact}): it is admitted, counted and logged
+like any connection, answers each ASCII chunk with C{bytes.upper()} sent
+whole at once, and closes with the client. The moment a connection
+needs more, it becomes a L{CapsStreamProtocol} on a lean transport that
+carries on from where it was, with its counts, its clock and its place
+among the factory's connections: at a chunk with a non-ASCII byte
+(Unicode's case mapping), a read that fills the buffer (a client that
+streams), a reply the kernel does not take whole (flow control), a
+graceful close (shutdown, an idle timeout) and an idle sweep's look at a
+connection that is due. The bytes on the wire, the log lines, the
+limits and the counters are the same either way.
+"""
+
+from contextlib import suppress
+from socket import SHUT_RDWR
+
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
+
+from twisted_caps._twisted.compact import CompactConnection
+from twisted_caps._twisted.lean_server import READ_SIZE
+from twisted_caps.serving.stream import (
+    CLIENT_CLOSED,
+    ERROR,
+    CapsStreamFactory,
+    CapsStreamProtocol,
+)
+
+
+class CompactCapsConnection(CompactConnection):
+    """
+    An admitted connection answered by C{bytes.upper()} while its traffic
+    is ASCII and short; a L{CapsStreamProtocol} from the first chunk that
+    is not.
+    """
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "close_reason",
+        "factory",
+        "input_seen",
+        "last_progress_at",
+        "opened_at",
+        "peer",
+    )
+
+    factory: CapsStreamFactory
+
+    def __init__(self, sock: object, address: tuple[str, int], port: object) -> None:
+        """Admit the connection as the protocol's C{connectionMade} does, or close it."""
+        self.socket = sock
+        self.fd = sock.fileno()  # type: ignore[attr-defined]
+        self.address = address
+        self.port = port  # type: ignore[assignment]
+        self.factory = factory = port.factory  # type: ignore[attr-defined]
+        self.peer: str | None = address[0]
+        self.bytes_in = self.bytes_out = 0
+        self.close_reason: str | None = None
+        self.input_seen = False
+        self.opened_at = self.last_progress_at = factory.clock.seconds()
+        if not factory.admit(self):
+            # Refused as Twisted's transport closes: shutdown(2) sends the
+            # FIN before close(2) resets for the bytes left unread, so the
+            # client reads the end of the stream, not an error.
+            with suppress(OSError):
+                sock.shutdown(SHUT_RDWR)  # type: ignore[attr-defined]
+            self.close_now()
+
+    def doRead(self) -> None:
+        """Answer a chunk, close at the end of input, or carry on as a protocol."""
+        try:
+            data = self.socket.recv(READ_SIZE)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._end(ERROR)
+            return
+        if not data:
+            self._end(CLIENT_CLOSED)
+            return
+        size = len(data)
+        if size == READ_SIZE or not data.isascii():
+            self._carry_on().dataReceived(data)
+            return
+        factory = self.factory
+        self.input_seen = True
+        self.bytes_in += size
+        self.bytes_out += size
+        factory.bytes_received += size
+        factory.bytes_sent += size
+        reply = data.upper()
+        try:
+            sent = self.socket.send(reply)
+        except OSError:
+            # The transport's write meets the same condition and handles it.
+            sent = 0
+        if sent < size:
+            self._carry_on().queue_unsent(reply[sent:])
+
+    def check_idle(self, now: float, idle_timeout: float) -> None:
+        """
+        The idle sweep's look: input since the last look is progress; a
+        connection due is looked at again as a protocol, which also sees
+        its replies' progress in the kernel.
+        """
+        if self.input_seen:
+            self.input_seen = False
+            self.last_progress_at = now
+        elif now - self.last_progress_at >= idle_timeout:
+            self._carry_on().check_idle(now, idle_timeout)
+
+    def close(self, grace: float = 0.0, reason: str = CLIENT_CLOSED) -> None:
+        """Close as the protocol does (with a grace period, a half-close first)."""
+        self._carry_on().close(grace, reason)
+
+    def connectionLost(self, reason: Failure) -> None:
+        """The reactor ends the connection: it stops, or the socket failed."""
+        self._end(CLIENT_CLOSED if isinstance(reason.value, ConnectionDone) else ERROR)
+
+    def _end(self, reason: str) -> None:
+        """Close now and give the connection back to the factory, once."""
+        if self.fd == -1:
+            return
+        self.close_reason = reason
+        self.close_now()
+        self.factory.release(self)
+
+    def _carry_on(self) -> CapsStreamProtocol:
+        """The protocol on a lean transport that serves this connection from now on."""
+        protocol = CapsStreamProtocol(self.factory)
+        protocol.carry_on(self, self.hand_over(protocol))
+        return protocol
