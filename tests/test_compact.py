@@ -43,7 +43,7 @@ class Echoing(CompactConnection):
 
     def doRead(self) -> None:
         try:
-            data = self.socket.recv(1024)
+            data = self.socket.recv(1024, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
         if not data:
@@ -55,7 +55,7 @@ class Echoing(CompactConnection):
             self.handed.append(transport)
             protocol.dataReceived(data)
         else:
-            self.socket.send(data)
+            self.socket.send(data, socket.MSG_DONTWAIT)
 
     def connectionLost(self, reason: object) -> None:
         self.close_now()

@@ -146,6 +146,30 @@ class CompactConnectionTests(TestCase):
         await eventually(lambda: not factory.connections)
         self.assertEqual(factory.idle_timeouts, 1)
 
+    async def test_replies_stuck_in_the_kernel_are_not_progress(self) -> None:
+        """
+        A client that stops reading is closed one idle timeout after its
+        replies stopped leaving the kernel's send queue: the first look
+        counts them as progress, the next one, a timeout later, closes.
+        """
+        service = start_in_reactor(self, "--no-udp")
+        factory = service.stream_factory
+        client = connected(self, service, receive_buffer=4096)
+        client.sendall(b"x" * 60_000)
+        await eventually(lambda: factory.bytes_sent == 60_000)
+        [connection] = factory.connections
+        self.assertIs(type(connection), CompactCapsConnection)
+        first_look = factory.clock.seconds()
+        connection.check_idle(first_look, 1.0)
+        self.assertEqual(connection.last_progress_at, first_look)
+        self.assertGreater(connection.unsent or 0, 0)
+        connection.check_idle(first_look + 0.5, 1.0)
+        self.assertEqual(factory.idle_timeouts, 0)
+        connection.check_idle(first_look + 1.0, 1.0)
+        self.assertEqual(factory.idle_timeouts, 1)
+        [protocol] = factory.connections
+        self.assertEqual(protocol.close_reason, "idle timeout")
+
     async def test_once_and_a_wrapped_listener_are_not_compact(self) -> None:
         """C{--once} keeps the protocol, whose close follows its one reply."""
         service = start_in_reactor(self, "--no-udp", "--once")

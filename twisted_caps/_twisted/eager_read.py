@@ -152,7 +152,6 @@ class EagerPort(tcp.Port):
             if compact is not None:
                 # Python's own socket type: no Python constructor to run.
                 client = c_socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
-                client.setblocking(False)
                 self.accepted_now.append(compact(client, address, self))
                 continue
             self.serve(socket.socket(self.addressFamily, self.socketType, 0, fd), address)

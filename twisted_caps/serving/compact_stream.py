@@ -19,18 +19,19 @@ limits and the counters are the same either way.
 """
 
 from contextlib import suppress
-from socket import SHUT_RDWR
+from socket import MSG_DONTWAIT, SHUT_RDWR
 
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from twisted_caps._twisted.compact import CompactConnection
-from twisted_caps._twisted.lean_server import READ_SIZE
+from twisted_caps._twisted.lean_server import READ_SIZE, kernel_unsent
 from twisted_caps.serving.stream import (
     CLIENT_CLOSED,
     ERROR,
     CapsStreamFactory,
     CapsStreamProtocol,
+    replies_moved,
 )
 
 
@@ -50,6 +51,7 @@ class CompactCapsConnection(CompactConnection):
         "last_progress_at",
         "opened_at",
         "peer",
+        "unsent",
     )
 
     factory: CapsStreamFactory
@@ -65,6 +67,7 @@ class CompactCapsConnection(CompactConnection):
         self.bytes_in = self.bytes_out = 0
         self.close_reason: str | None = None
         self.input_seen = False
+        self.unsent: int | None = None
         self.opened_at = self.last_progress_at = factory.clock.seconds()
         if not factory.admit(self):
             # Refused as Twisted's transport closes: shutdown(2) sends the
@@ -77,7 +80,7 @@ class CompactCapsConnection(CompactConnection):
     def doRead(self) -> None:
         """Answer a chunk, close at the end of input, or carry on as a protocol."""
         try:
-            data = self.socket.recv(READ_SIZE)
+            data = self.socket.recv(READ_SIZE, MSG_DONTWAIT)
         except BlockingIOError:
             return
         except OSError:
@@ -98,7 +101,7 @@ class CompactCapsConnection(CompactConnection):
         factory.bytes_sent += size
         reply = data.upper()
         try:
-            sent = self.socket.send(reply)
+            sent = self.socket.send(reply, MSG_DONTWAIT)
         except OSError:
             # The transport's write meets the same condition and handles it.
             sent = 0
@@ -107,12 +110,16 @@ class CompactCapsConnection(CompactConnection):
 
     def check_idle(self, now: float, idle_timeout: float) -> None:
         """
-        The idle sweep's look: input since the last look is progress; a
-        connection due is looked at again as a protocol, which also sees
-        its replies' progress in the kernel.
+        The idle sweep's look, as the protocol's: input since the last look
+        is progress, and so are replies leaving the kernel's send queue
+        (every reply is in it or sent). A connection due carries on as the
+        protocol, which closes it gracefully.
         """
-        if self.input_seen:
-            self.input_seen = False
+        unsent = kernel_unsent(self.fd)
+        moved = self.input_seen or replies_moved(unsent, self.unsent)
+        self.input_seen = False
+        self.unsent = unsent
+        if moved:
             self.last_progress_at = now
         elif now - self.last_progress_at >= idle_timeout:
             self._carry_on().check_idle(now, idle_timeout)

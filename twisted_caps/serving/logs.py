@@ -188,8 +188,9 @@ def classic_text(format_time: Callable[[float | None], str]) -> Callable[[LogEve
     systems: dict[tuple[object, object], str] = {}
 
     def format_event(event: LogEvent) -> str | None:
-        text = _formatted_text(event)
-        if not text or "log_failure" in event or "log_system" in event:
+        # _formatted_text, inlined: this runs for every line.
+        text = event.get("log_text")
+        if not text or text.__class__ is not str or "log_failure" in event or "log_system" in event:
             return formatEventAsClassicLogText(event, formatTime=format_time)
         key = (event.get("log_namespace", "-"), event.get("log_level"))
         system = systems.get(key)

@@ -79,6 +79,8 @@ class OpenConnection(TypingProtocol):
 
     #: Whether input arrived since the idle sweep's last look.
     input_seen: bool
+    #: The replies unsent at that look (None: not looked at yet, or unknown).
+    unsent: int | None
 
     def check_idle(self, now: float, idle_timeout: float) -> None:
         """The idle sweep's look: close if no progress for C{idle_timeout}."""
@@ -113,7 +115,6 @@ class CapsStreamProtocol(Protocol):
         "_discarding",
         "_immediate",
         "_producing",
-        "_unsent",
         "bytes_in",
         "bytes_out",
         "close_reason",
@@ -122,6 +123,7 @@ class CapsStreamProtocol(Protocol):
         "last_progress_at",
         "opened_at",
         "peer",
+        "unsent",
     )
 
     def __init__(self, factory: "CapsStreamFactory") -> None:
@@ -140,7 +142,7 @@ class CapsStreamProtocol(Protocol):
         # a flag, not a clock read (and a float kept) per chunk.
         self.last_progress_at = 0.0
         self.input_seen = False
-        self._unsent: int | None = None
+        self.unsent: int | None = None
         self.bytes_in = 0
         self.bytes_out = 0
         self.close_reason: str | None = None
@@ -234,6 +236,7 @@ class CapsStreamProtocol(Protocol):
         self.bytes_in = served.bytes_in
         self.bytes_out = served.bytes_out
         self.input_seen = served.input_seen
+        self.unsent = served.unsent
         self._admitted = True
         self.connected = 1
         self.transport = transport
@@ -285,9 +288,9 @@ class CapsStreamProtocol(Protocol):
         if self._abort_call is not None:
             return
         unsent = unsent_bytes(self.transport)
-        moved = self.input_seen or bool(unsent and (self._unsent is None or unsent < self._unsent))
+        moved = self.input_seen or replies_moved(unsent, self.unsent)
         self.input_seen = False
-        self._unsent = unsent
+        self.unsent = unsent
         if moved:
             self.last_progress_at = now
             return
@@ -520,6 +523,15 @@ class CapsStreamFactory(Factory):
         for protocol in list(self.connections):
             protocol.close(grace=self.shutdown_timeout, reason=SHUTDOWN)
         return drained
+
+
+def replies_moved(unsent: int | None, unsent_before: int | None) -> bool:
+    """
+    Whether replies made progress between two looks of the idle sweep:
+    some are still unsent (C{unsent}, None where unknown) and fewer than
+    at the last look (C{unsent_before}; at the first look, any count).
+    """
+    return bool(unsent and (unsent_before is None or unsent < unsent_before))
 
 
 def own_half_close(transport: object) -> Callable[[], None] | None:
