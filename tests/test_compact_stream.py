@@ -25,7 +25,7 @@ from tests.servers import (
     twistd,
 )
 from twisted_caps._twisted.lean_server import LeanServer
-from twisted_caps.serving.compact_stream import CompactCapsConnection
+from twisted_caps.serving.compact_stream import LONGEST_CHUNK, CompactCapsConnection
 from twisted_caps.serving.service import CapsService
 
 
@@ -112,7 +112,7 @@ class CompactConnectionTests(TestCase):
         # Accepted sockets inherit the listener's (smallest) send buffer.
         port.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)  # type: ignore[attr-defined]
         client = connected(self, service, receive_buffer=1)
-        sentence = bytes(range(97, 123)) * 2000
+        sentence = bytes(range(97, 123)) * 600
         client.sendall(sentence)
         await eventually(lambda: protocol_of(factory))
         protocol = protocol_of(factory)
@@ -120,6 +120,22 @@ class CompactConnectionTests(TestCase):
         self.assertTrue(protocol._producing)
         self.assertEqual(await deferToThread(receive, client, len(sentence)), sentence.upper())
         self.assertEqual(protocol.bytes_out, len(sentence))
+
+    async def test_a_client_that_streams_carries_on_as_the_protocol(self) -> None:
+        """
+        A read longer than L{LONGEST_CHUNK} (a client that streams) carries
+        on as the protocol, on the lean transport whose reads grow.
+        """
+        service = start_in_reactor(self, "--no-udp")
+        factory = service.stream_factory
+        client = connected(self, service)
+        chunk = b"stream " * (LONGEST_CHUNK // 7 + 1)
+        client.sendall(chunk)
+        self.assertEqual(await deferToThread(receive, client, len(chunk)), chunk.upper())
+        protocol = protocol_of(factory)
+        assert protocol is not None
+        self.assertIsInstance(protocol.transport, LeanServer)
+        self.assertEqual(protocol.bytes_in, len(chunk))
 
     async def test_a_shutdown_closes_a_compact_connection_gracefully(self) -> None:
         """On stop, a compact connection half-closes and is closed, its slot given back."""
@@ -155,8 +171,8 @@ class CompactConnectionTests(TestCase):
         service = start_in_reactor(self, "--no-udp")
         factory = service.stream_factory
         client = connected(self, service, receive_buffer=4096)
-        client.sendall(b"x" * 60_000)
-        await eventually(lambda: factory.bytes_sent == 60_000)
+        client.sendall(b"x" * 16_000)
+        await eventually(lambda: factory.bytes_sent == 16_000)
         [connection] = factory.connections
         self.assertIs(type(connection), CompactCapsConnection)
         first_look = factory.clock.seconds()

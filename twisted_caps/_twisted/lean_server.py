@@ -156,12 +156,19 @@ class LeanServer(tcp.Server):
             self._shouldShutdown = False
             return main.CONNECTION_DONE
         self.protocol.dataReceived(data)
-        received = len(data)
+        self.follow_the_client(len(data), asked)
+        return None
+
+    def follow_the_client(self, received: int, asked: int) -> None:
+        """
+        Size the next read after one of C{received} bytes that asked for
+        C{asked}: larger after a full read whose replies have room, 64 KiB
+        again after a short one.
+        """
         if received == asked and self.connected:
             self.read_size = MAX_READ_SIZE if self._room_for_a_large_reply() else READ_SIZE
         elif received < READ_SIZE and asked != READ_SIZE:
             self.read_size = READ_SIZE
-        return None
 
     def connectionLost(self, reason: Failure) -> None:
         """

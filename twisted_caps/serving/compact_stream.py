@@ -11,8 +11,8 @@ whole at once, and closes with the client. The moment a connection
 needs more, it becomes a L{CapsStreamProtocol} on a lean transport that
 carries on from where it was, with its counts, its clock and its place
 among the factory's connections: at a chunk with a non-ASCII byte
-(Unicode's case mapping), a read that fills the buffer (a client that
-streams), a reply the kernel does not take whole (flow control), a
+(Unicode's case mapping), a read longer than L{LONGEST_CHUNK} (a client
+that streams), a reply the kernel does not take whole (flow control), a
 graceful close (shutdown, an idle timeout) and an idle sweep's look at a
 connection that is due. The bytes on the wire, the log lines, the
 limits and the counters are the same either way.
@@ -25,7 +25,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 
 from twisted_caps._twisted.compact import CompactConnection
-from twisted_caps._twisted.lean_server import READ_SIZE, kernel_unsent
+from twisted_caps._twisted.lean_server import READ_SIZE, LeanServer, kernel_unsent
 from twisted_caps.serving.stream import (
     CLIENT_CLOSED,
     ERROR,
@@ -34,12 +34,17 @@ from twisted_caps.serving.stream import (
     replies_moved,
 )
 
+#: The longest read a compact connection answers itself: a longer one is a
+#: client that streams, which the lean transport serves with reads that
+#: grow to 256 KiB and with flow control. A sentence is far shorter.
+LONGEST_CHUNK = 16384
+
 
 class CompactCapsConnection(CompactConnection):
     """
     An admitted connection answered by C{bytes.upper()} while its traffic
-    is ASCII and short; a L{CapsStreamProtocol} from the first chunk that
-    is not.
+    is ASCII chunks of at most L{LONGEST_CHUNK} bytes; a
+    L{CapsStreamProtocol} from the first chunk that is not.
     """
 
     __slots__ = (
@@ -90,8 +95,11 @@ class CompactCapsConnection(CompactConnection):
             self._end(CLIENT_CLOSED)
             return
         size = len(data)
-        if size == READ_SIZE or not data.isascii():
-            self._carry_on().dataReceived(data)
+        if size > LONGEST_CHUNK or not data.isascii():
+            protocol, transport = self._carry_on()
+            protocol.dataReceived(data)
+            # The transport sizes its next read as after a read of its own.
+            transport.follow_the_client(size, READ_SIZE)
             return
         factory = self.factory
         self.input_seen = True
@@ -106,7 +114,7 @@ class CompactCapsConnection(CompactConnection):
             # The transport's write meets the same condition and handles it.
             sent = 0
         if sent < size:
-            self._carry_on().queue_unsent(reply[sent:])
+            self._carry_on()[0].queue_unsent(reply[sent:])
 
     def check_idle(self, now: float, idle_timeout: float) -> None:
         """
@@ -122,11 +130,11 @@ class CompactCapsConnection(CompactConnection):
         if moved:
             self.last_progress_at = now
         elif now - self.last_progress_at >= idle_timeout:
-            self._carry_on().check_idle(now, idle_timeout)
+            self._carry_on()[0].check_idle(now, idle_timeout)
 
     def close(self, grace: float = 0.0, reason: str = CLIENT_CLOSED) -> None:
         """Close as the protocol does (with a grace period, a half-close first)."""
-        self._carry_on().close(grace, reason)
+        self._carry_on()[0].close(grace, reason)
 
     def connectionLost(self, reason: Failure) -> None:
         """The reactor ends the connection: it stops, or the socket failed."""
@@ -140,8 +148,9 @@ class CompactCapsConnection(CompactConnection):
         self.close_now()
         self.factory.release(self)
 
-    def _carry_on(self) -> CapsStreamProtocol:
-        """The protocol on a lean transport that serves this connection from now on."""
+    def _carry_on(self) -> tuple[CapsStreamProtocol, LeanServer]:
+        """The protocol, on a lean transport, that serves this connection from now on."""
         protocol = CapsStreamProtocol(self.factory)
-        protocol.carry_on(self, self.hand_over(protocol))
-        return protocol
+        transport = self.hand_over(protocol)
+        protocol.carry_on(self, transport)
+        return protocol, transport
