@@ -619,3 +619,14 @@ def read_to_end(client: socket.socket) -> bytes:
     while chunk := client.recv(4096):
         received += chunk
     return received
+
+
+def receive(client: socket.socket, size: int) -> bytes:
+    """Exactly C{size} bytes from C{client}, or fewer if it closes first."""
+    received = b""
+    while len(received) < size:
+        chunk = client.recv(size - len(received))
+        if not chunk:
+            break
+        received += chunk
+    return received

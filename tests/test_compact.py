@@ -15,7 +15,7 @@ from twisted.internet.selectreactor import SelectReactor
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import SkipTest, TestCase
 
-from tests.servers import HOST, KeptProtocols, eventually
+from tests.servers import HOST, KeptProtocols, eventually, receive
 from twisted_caps._twisted.compact import CompactConnection, compact_supported
 from twisted_caps._twisted.eager_read import use_eager_reads
 from twisted_caps._twisted.lean_server import LeanServer
@@ -59,17 +59,6 @@ class Echoing(CompactConnection):
 
     def connectionLost(self, reason: object) -> None:
         self.close_now()
-
-
-def receive(client: socket.socket, size: int) -> bytes:
-    """Exactly C{size} bytes from C{client}, or fewer if it closes first."""
-    received = b""
-    while len(received) < size:
-        chunk = client.recv(size - len(received))
-        if not chunk:
-            break
-        received += chunk
-    return received
 
 
 class CompactConnectionTests(TestCase):

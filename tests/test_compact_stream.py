@@ -20,6 +20,7 @@ from tests.servers import (
     eventually,
     port_of,
     protocol_of,
+    receive,
     start_in_reactor,
     start_process,
     twistd,
@@ -38,17 +39,6 @@ def connected(case: TestCase, service: CapsService, receive_buffer: int = 0) -> 
     client.settimeout(10)
     client.connect((HOST, port_of(service, "TCP")))
     return client
-
-
-def receive(client: socket.socket, size: int) -> bytes:
-    """Exactly C{size} bytes from C{client}, or fewer if it closes first."""
-    received = b""
-    while len(received) < size:
-        chunk = client.recv(size - len(received))
-        if not chunk:
-            break
-        received += chunk
-    return received
 
 
 class CompactConnectionTests(TestCase):

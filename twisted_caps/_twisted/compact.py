@@ -105,10 +105,11 @@ class CompactConnection:
         if fd == -1:
             return
         self.fd = -1
-        selectables = self.port.reactor._selectables  # type: ignore[attr-defined]
+        reactor: Any = self.port.reactor
+        selectables = reactor._selectables
         if selectables.get(fd) is self:
             del selectables[fd]
-            self.port.reactor._reads.discard(fd)
+            reactor._reads.discard(fd)
         self.socket.close()
 
     def hand_over(self, protocol: IProtocol) -> LeanServer:
