@@ -208,7 +208,7 @@ class DaemonPythonCallsTests(TestCase):
         The lecture's client, one connection at a time, costs the daemon
         fewer than 100 Python calls a connection, its reactor turns
         included (about 80; a Twisted transport and protocol cost about
-        145): the difference of two runs, 50 and 250 connections, so
+        137): the difference of two runs, 50 and 250 connections, so
         start-up and shutdown cancel out.
         """
         per_connection = (self.profiled_calls(250) - self.profiled_calls(50)) / 200
