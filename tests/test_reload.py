@@ -28,6 +28,7 @@ from tests.servers import (
     course_udp_client,
     exited,
     kill_at_cleanup,
+    receive,
     running_workers,
     start_unix_workers,
     start_workers,
@@ -72,16 +73,6 @@ def _failure(error: BaseException) -> str:
     return type(error).__name__
 
 
-def _receive(client: socket.socket, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = client.recv(size - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
-
-
 def short_tcp(port: int, stop: threading.Event, counts: LoadCounts) -> None:
     """Connect, send a sentence, half-close, read the reply to its end; again."""
     rng = random.Random()
@@ -91,7 +82,7 @@ def short_tcp(port: int, stop: threading.Event, counts: LoadCounts) -> None:
             with socket.create_connection((HOST, port), timeout=5) as client:
                 client.sendall(sentence)
                 client.shutdown(socket.SHUT_WR)
-                reply = _receive(client, 1 << 16)
+                reply = receive(client, 1 << 16)
             counts.add("short ok" if reply == _upper(sentence) else "short wrong")
         except OSError as error:
             counts.add(f"short {_failure(error)}")
@@ -107,7 +98,7 @@ def long_tcp(port: int, stop: threading.Event, counts: LoadCounts) -> None:
                 while time.monotonic() < deadline:
                     sentence = f"long line {line}\n".encode()
                     client.sendall(sentence)
-                    reply = _receive(client, len(sentence))
+                    reply = receive(client, len(sentence))
                     counts.add("long line ok" if reply == _upper(sentence) else "long wrong")
                     line += 1
                     time.sleep(0.02)
