@@ -157,27 +157,31 @@ class SecondClock:
     """
     Format a time as Twisted's text observers do (RFC 3339 to the second),
     once per second: every event of the same second shares one string.
+
+    @ivar second: the second formatted last (C{when // 1}), or None.
+    @ivar text: its text; a caller that has checked C{second} reads it
+        without a call.
     """
 
     def __init__(self, time_format: str = timeFormatRFC3339) -> None:
         self.time_format = time_format
-        self._second: int | None = None
-        self._text = ""
+        self.second: float | None = None
+        self.text = ""
 
     def __call__(self, when: float | None) -> str:
         if when is None:
             return formatTime(when, self.time_format)
-        second = int(when // 1)
-        if second != self._second:
+        second = when // 1
+        if second != self.second:
             # The format stops at seconds, so the whole second formats the same.
-            self._text = formatTime(second, self.time_format)
-            self._second = second
-        return self._text
+            self.text = formatTime(second, self.time_format)
+            self.second = second
+        return self.text
 
 
-def classic_text(format_time: Callable[[float | None], str]) -> Callable[[LogEvent], str | None]:
+def classic_text(clock: SecondClock) -> Callable[[LogEvent], str | None]:
     """
-    Twisted's classic text line (C{TIME [SYSTEM] TEXT}), with C{format_time}.
+    Twisted's classic text line (C{TIME [SYSTEM] TEXT}), its time from C{clock}.
 
     An event that carries its text already formatted (C{log_text}, as
     L{emit_text} and Twisted's legacy events do) is written without parsing
@@ -188,10 +192,10 @@ def classic_text(format_time: Callable[[float | None], str]) -> Callable[[LogEve
     systems: dict[tuple[object, object], str] = {}
 
     def format_event(event: LogEvent) -> str | None:
-        # _formatted_text, inlined: this runs for every line.
+        # _formatted_text and the clock's call, inlined: this runs for every line.
         text = event.get("log_text")
         if not text or text.__class__ is not str or "log_failure" in event or "log_system" in event:
-            return formatEventAsClassicLogText(event, formatTime=format_time)
+            return formatEventAsClassicLogText(event, formatTime=clock)
         key = (event.get("log_namespace", "-"), event.get("log_level"))
         system = systems.get(key)
         if system is None:
@@ -200,7 +204,9 @@ def classic_text(format_time: Callable[[float | None], str]) -> Callable[[LogEve
             system = systems[key] = f"[{namespace}#{level_name}]"
         if "\n" in text:
             text = text.replace("\n", "\n\t")
-        return f"{format_time(event.get('log_time'))} {system} {text}\n"
+        when = event.get("log_time")
+        stamp = clock.text if when is not None and when // 1 == clock.second else clock(when)
+        return f"{stamp} {system} {text}\n"
 
     return format_event
 
