@@ -37,8 +37,8 @@ class Echoing(CompactConnection):
     made: "list[Echoing]" = []
     handed: list[LeanServer] = []
 
-    def __init__(self, sock: Any, address: tuple[str, int], port: Any) -> None:
-        super().__init__(sock, address, port)
+    def __init__(self, sock: Any, fd: int, address: tuple[str, int], port: Any) -> None:
+        super().__init__(sock, fd, address, port)
         self.made.append(self)
 
     def doRead(self) -> None:

@@ -58,6 +58,7 @@ class CompactConnectionTests(TestCase):
         [connection] = factory.connections
         self.assertIs(type(connection), CompactCapsConnection)
         self.assertEqual((connection.bytes_in, connection.bytes_out), (11, 11))
+        self.assertEqual(factory.byte_totals(), (11, 11))
         client.sendall(b" again")
         self.assertEqual(await deferToThread(receive, client, 6), b" AGAIN")
         client.close()
@@ -162,7 +163,7 @@ class CompactConnectionTests(TestCase):
         factory = service.stream_factory
         client = connected(self, service, receive_buffer=4096)
         client.sendall(b"x" * 16_000)
-        await eventually(lambda: factory.bytes_sent == 16_000)
+        await eventually(lambda: factory.byte_totals() == (16_000, 16_000))
         [connection] = factory.connections
         self.assertIs(type(connection), CompactCapsConnection)
         first_look = factory.clock.seconds()

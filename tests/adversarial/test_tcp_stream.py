@@ -251,7 +251,7 @@ class IdleTimerCostTests(TestCase):
                 self.addCleanup(client.close)
                 client.sendall(b"idle")
                 clients.append(client)
-            await eventually(lambda: factory.bytes_sent == 4 * len(clients))
+            await eventually(lambda: factory.byte_totals()[1] == 4 * len(clients))
             return len(reactor.getDelayedCalls())
 
         timers_with_one = await open_idle(1)

@@ -48,7 +48,8 @@ class CompactConnection:
 
     @ivar socket: the accepted socket; its reads and writes must pass
         C{MSG_DONTWAIT} (it is blocking until handed over).
-    @ivar fd: its descriptor; -1 once closed or handed over.
+    @ivar fd: its descriptor (the port's accept has it already); -1 once
+        closed or handed over.
     @ivar address: the client's C{(host, port)}.
     @ivar port: the listening port that accepted it.
     """
@@ -58,9 +59,9 @@ class CompactConnection:
     def __init_subclass__(cls) -> None:
         COMPACT.add(cls)
 
-    def __init__(self, sock: Any, address: tuple[str, int], port: tcp.Port) -> None:
+    def __init__(self, sock: Any, fd: int, address: tuple[str, int], port: tcp.Port) -> None:
         self.socket = sock
-        self.fd: int = sock.fileno()
+        self.fd = fd
         self.address = address
         self.port = port
 

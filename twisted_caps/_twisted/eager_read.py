@@ -152,7 +152,7 @@ class EagerPort(tcp.Port):
             if compact is not None:
                 # Python's own socket type: no Python constructor to run.
                 client = c_socket(socket.AF_INET, socket.SOCK_STREAM, 0, fd)
-                self.accepted_now.append(compact(client, address, self))
+                self.accepted_now.append(compact(client, fd, address, self))
                 continue
             self.serve(socket.socket(self.addressFamily, self.socketType, 0, fd), address)
         self.numberAccepts = limit + 20 if accepted == limit else max(1, accepted)

@@ -48,11 +48,10 @@ class CompactCapsConnection(CompactConnection):
     """
 
     __slots__ = (
+        "bytes_at_look",
         "bytes_in",
-        "bytes_out",
         "close_reason",
         "factory",
-        "input_seen",
         "last_progress_at",
         "opened_at",
         "peer",
@@ -61,21 +60,20 @@ class CompactCapsConnection(CompactConnection):
 
     factory: CapsStreamFactory
 
-    def __init__(self, sock: object, address: tuple[str, int], port: object) -> None:
+    def __init__(self, sock: object, fd: int, address: tuple[str, int], port: object) -> None:
         """
         Admit the connection as the protocol's C{connectionMade} does, or
         close it. Sets the base class's attributes itself: one call less
         for every connection.
         """
         self.socket = sock
-        self.fd = sock.fileno()  # type: ignore[attr-defined]
+        self.fd = fd
         self.address = address
         self.port = port  # type: ignore[assignment]
         self.factory = factory = port.factory  # type: ignore[attr-defined]
         self.peer: str | None = address[0]
-        self.bytes_in = self.bytes_out = 0
+        self.bytes_in = self.bytes_at_look = 0
         self.close_reason: str | None = None
-        self.input_seen = False
         self.unsent: int | None = None
         self.opened_at = self.last_progress_at = factory.clock.seconds()
         if not factory.admit(self):
@@ -86,34 +84,51 @@ class CompactCapsConnection(CompactConnection):
                 sock.shutdown(SHUT_RDWR)  # type: ignore[attr-defined]
             self.close_now()
 
+    @property
+    def bytes_out(self) -> int:
+        """Every byte read is answered with one: sent, or queued by the protocol it became."""
+        return self.bytes_in
+
+    @property
+    def input_seen(self) -> bool:
+        """Whether input arrived since the idle sweep's last look."""
+        return self.bytes_in != self.bytes_at_look
+
+    @property
+    def bytes_uncounted(self) -> int:
+        """
+        Its bytes in (and as many out), left out of the factory's totals
+        until it ends or carries on: a message costs one count, not three.
+        """
+        return self.bytes_in
+
     def doRead(self) -> None:
-        """Answer a chunk, close at the end of input, or carry on as a protocol."""
+        """
+        Answer a chunk, or close at the end of input, or carry on as a
+        protocol. Counts only its own bytes: this runs for every message.
+        """
+        sock = self.socket
         try:
-            data = self.socket.recv(READ_SIZE, MSG_DONTWAIT)
+            data = sock.recv(READ_SIZE, MSG_DONTWAIT)
         except BlockingIOError:
             return
         except OSError:
             self._end(ERROR)
             return
-        if not data:
+        size = len(data)
+        if not size:
             self._end(CLIENT_CLOSED)
             return
-        size = len(data)
         if size > LONGEST_CHUNK or not data.isascii():
             protocol, transport = self._carry_on()
             protocol.dataReceived(data)
             # The transport sizes its next read as after a read of its own.
             transport.follow_the_client(size, READ_SIZE)
             return
-        factory = self.factory
-        self.input_seen = True
         self.bytes_in += size
-        self.bytes_out += size
-        factory.bytes_received += size
-        factory.bytes_sent += size
         reply = data.upper()
         try:
-            sent = self.socket.send(reply, MSG_DONTWAIT)
+            sent = sock.send(reply, MSG_DONTWAIT)
         except OSError:
             # The transport's write meets the same condition and handles it.
             sent = 0
@@ -129,7 +144,7 @@ class CompactCapsConnection(CompactConnection):
         """
         unsent = kernel_unsent(self.fd)
         moved = self.input_seen or replies_moved(unsent, self.unsent)
-        self.input_seen = False
+        self.bytes_at_look = self.bytes_in
         self.unsent = unsent
         if moved:
             self.last_progress_at = now

@@ -39,6 +39,7 @@ Snapshot = dict[str, Any]
 def snapshot(stream: CapsStreamFactory, datagrams: Iterable[CapsDatagramProtocol]) -> Snapshot:
     """Read the counters of a stream factory and its datagram protocols, now."""
     counters = [protocol.counters for protocol in datagrams]
+    received, sent = stream.byte_totals()
 
     def udp(name: str) -> int:
         return sum(getattr(c, name) for c in counters)
@@ -49,8 +50,8 @@ def snapshot(stream: CapsStreamFactory, datagrams: Iterable[CapsDatagramProtocol
         "refused": {r: stream.refused.get(r, 0) for r in REFUSALS},
         "idle_timeouts": stream.idle_timeouts,
         "pauses": stream.pauses,
-        "bytes_received": {"tcp": stream.bytes_received, "udp": udp("bytes_received")},
-        "bytes_sent": {"tcp": stream.bytes_sent, "udp": udp("bytes_sent")},
+        "bytes_received": {"tcp": received, "udp": udp("bytes_received")},
+        "bytes_sent": {"tcp": sent, "udp": udp("bytes_sent")},
         "udp_received": udp("received"),
         "udp_results": {result: udp(name) for result, name in DATAGRAM_RESULTS.items()},
     }

@@ -45,12 +45,12 @@ IDLE_TIMEOUT = "idle timeout"
 SHUTDOWN = "shutdown"
 ANSWERED_ONCE = "answered once"
 ERROR = "error"
-#: The event logged when an admitted connection closes, and its text.
+#: The event logged when an admitted connection closes (its text is made
+#: with the same f-string in L{CapsStreamFactory.release}).
 CLOSE_FORMAT = (
     "caps: {peer} closed after {duration:.3f}s,"
     " {bytes_in} bytes in, {bytes_out} bytes out: {reason}"
 )
-CLOSE_LINE = "caps: %s closed after %.3fs, %d bytes in, %d bytes out: %s"
 
 #: The longest a connection behind a PROXY-protocol listener may take to
 #: send its header (less if --idle-timeout is shorter). HAProxy sends the
@@ -74,13 +74,22 @@ class OpenConnection(TypingProtocol):
     opened_at: float
     last_progress_at: float
     bytes_in: int
-    bytes_out: int
     close_reason: str | None
-
-    #: Whether input arrived since the idle sweep's last look.
-    input_seen: bool
-    #: The replies unsent at that look (None: not looked at yet, or unknown).
+    #: The replies unsent at the idle sweep's last look (None: not looked
+    #: at yet, or unknown).
     unsent: int | None
+
+    @property
+    def bytes_out(self) -> int:
+        """Bytes of replies sent or queued."""
+
+    @property
+    def input_seen(self) -> bool:
+        """Whether input arrived since the idle sweep's last look."""
+
+    @property
+    def bytes_uncounted(self) -> int:
+        """Bytes in (and as many out) not yet in the factory's totals."""
 
     def check_idle(self, now: float, idle_timeout: float) -> None:
         """The idle sweep's look: close if no progress for C{idle_timeout}."""
@@ -107,6 +116,8 @@ class CapsStreamProtocol(Protocol):
     """
 
     transport: ITransport
+    #: It counts every chunk in the factory's totals as it goes.
+    bytes_uncounted = 0
     # Slots: an idle connection is a few dozen bytes smaller without a dict.
     __slots__ = (
         "_abort_call",
@@ -241,7 +252,9 @@ class CapsStreamProtocol(Protocol):
         self.connected = 1
         self.transport = transport
         self._immediate = supports_immediate_send(transport)
-        connections = self.factory.connections
+        factory = self.factory
+        factory.count_bytes(served)
+        connections = factory.connections
         connections.discard(served)
         connections.add(self)
 
@@ -373,6 +386,10 @@ class CapsStreamFactory(Factory):
         taken by the kernel) before a connection is closed; 0 for never.
     @ivar shutdown_timeout: seconds a closing connection may take to write
         what is queued before it is aborted.
+    @ivar bytes_received: bytes read from clients, less those of open
+        connections that count theirs when they end (L{byte_totals} has
+        them all).
+    @ivar bytes_sent: the same, for replies.
     """
 
     noisy = False
@@ -484,6 +501,17 @@ class CapsStreamFactory(Factory):
             limit=reason,
         )
 
+    def count_bytes(self, connection: OpenConnection) -> None:
+        """Add the bytes C{connection} has not counted yet to the totals."""
+        uncounted = connection.bytes_uncounted
+        self.bytes_received += uncounted
+        self.bytes_sent += uncounted
+
+    def byte_totals(self) -> tuple[int, int]:
+        """Bytes received and sent so far, with those open connections have not counted yet."""
+        uncounted = sum(connection.bytes_uncounted for connection in self.connections)
+        return self.bytes_received + uncounted, self.bytes_sent + uncounted
+
     def release(self, protocol: OpenConnection) -> None:
         """Forget a closed connection that L{admit} let in, and log its close."""
         peer = protocol.peer or "local"
@@ -496,10 +524,15 @@ class CapsStreamFactory(Factory):
             "bytes_out": bytes_out,
             "reason": reason,
         }
-        # The text is formatted here, with %, and carried in the event:
-        # formatting the fields through the format string costs twice as much.
-        text = CLOSE_LINE % (peer, duration, bytes_in, bytes_out, reason)
+        # The text is formatted here and carried in the event: formatting
+        # the fields through the format string costs twice as much.
+        text = (
+            f"caps: {peer} closed after {duration:.3f}s,"
+            f" {bytes_in} bytes in, {bytes_out} bytes out: {reason}"
+        )
         emit_text(self.log, LogLevel.info, CLOSE_FORMAT, text, fields)
+        if protocol.bytes_uncounted:
+            self.count_bytes(protocol)
         self.connections.discard(protocol)
         self.limits.release(protocol.peer)
         if self.connections:
