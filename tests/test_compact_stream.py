@@ -8,11 +8,12 @@ daemon.
 
 import os
 import pstats
+import re
 import socket
 from typing import Any
 
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.servers import (
     HOST,
@@ -23,10 +24,16 @@ from tests.servers import (
     receive,
     start_in_reactor,
     start_process,
+    traced_daemon,
     twistd,
+    wait_for,
 )
 from twisted_caps._twisted.lean_server import LeanServer
-from twisted_caps.serving.compact_stream import LONGEST_CHUNK, CompactCapsConnection
+from twisted_caps.serving.compact_stream import (
+    LONGEST_CHUNK,
+    SHORT_READ,
+    CompactCapsConnection,
+)
 from twisted_caps.serving.service import CapsService
 
 
@@ -120,13 +127,44 @@ class CompactConnectionTests(TestCase):
         service = start_in_reactor(self, "--no-udp")
         factory = service.stream_factory
         client = connected(self, service)
-        chunk = b"stream " * (LONGEST_CHUNK // 7 + 1)
+        # Its first read asks for SHORT_READ bytes, the next for 64 KiB.
+        chunk = b"stream " * ((SHORT_READ + LONGEST_CHUNK) // 7 + 1)
         client.sendall(chunk)
         self.assertEqual(await deferToThread(receive, client, len(chunk)), chunk.upper())
         protocol = protocol_of(factory)
         assert protocol is not None
         self.assertIsInstance(protocol.transport, LeanServer)
         self.assertEqual(protocol.bytes_in, len(chunk))
+
+    async def test_reads_at_every_size_around_the_short_read_are_answered_whole(self) -> None:
+        """
+        Chunks just under, at and over L{SHORT_READ} and the longest a
+        compact connection answers, each sent after the answer to the one
+        before: a read that fills what it asked for leaves the rest to the
+        next read, and every byte is answered, in order, the last ones by
+        the protocol the connection carried on as.
+        """
+        service = start_in_reactor(self, "--no-udp")
+        factory = service.stream_factory
+        client = connected(self, service)
+        sizes = [1, SHORT_READ - 1, SHORT_READ, SHORT_READ + 1, 2 * SHORT_READ, 3]
+        # After a short read, SHORT_READ bytes are read first: the longest
+        # chunk answered compact is theirs and LONGEST_CHUNK more.
+        sizes += [
+            LONGEST_CHUNK,
+            7,
+            SHORT_READ + LONGEST_CHUNK,
+            9,
+            SHORT_READ + LONGEST_CHUNK + 1,
+            5,
+        ]
+        for number, size in enumerate(sizes):
+            chunk = (b"%d-abc " % number * size)[:size]
+            client.sendall(chunk)
+            self.assertEqual(await deferToThread(receive, client, size), chunk.upper())
+        protocol = protocol_of(factory)
+        assert protocol is not None
+        self.assertEqual(protocol.bytes_in, sum(sizes))
 
     async def test_a_shutdown_closes_a_compact_connection_gracefully(self) -> None:
         """On stop, a compact connection half-closes and is closed, its slot given back."""
@@ -215,3 +253,53 @@ class DaemonPythonCallsTests(TestCase):
         per_connection = (self.profiled_calls(250) - self.profiled_calls(50)) / 200
         self.assertLess(per_connection, 100)
         self.assertGreater(per_connection, 10)
+
+
+#: A read or receive of a client connection in an C{strace} log: the call,
+#: and the bytes it asked for.
+SOCKET_READ = re.compile(rb"^\d+ +(read|recvfrom)\(\d+, .*, (\d+)(?:, MSG_DONTWAIT.*)?\) += ")
+
+
+class SteadyConnectionTests(SynchronousTestCase):
+    """What a connection that stays, and one that does not, cost in system calls."""
+
+    def socket_reads(self, trace: str) -> list[tuple[str, int]]:
+        """The reads of client connections in the trace so far: call and size asked."""
+        with open(trace, "rb") as lines:
+            found = (SOCKET_READ.match(line) for line in lines)
+            return [(match[1].decode(), int(match[2])) for match in found if match]
+
+    def ioctls(self, trace: str) -> int:
+        """How many C{ioctl(FIONBIO)} calls the trace has so far."""
+        with open(trace, "rb") as lines:
+            return sum(b"FIONBIO" in line for line in lines)
+
+    def test_a_sentence_costs_no_ioctl_and_a_conversation_one(self) -> None:
+        """
+        The lecture's client (one sentence) is read with C{recv} and
+        C{MSG_DONTWAIT} asking for L{SHORT_READ} bytes, and never made
+        non-blocking; a client that sends ten messages, each after its
+        answer, is made non-blocking once, after its second, and read with
+        C{read(2)} from then on, to its end of input.
+        """
+        daemon, trace = traced_daemon(self, "read,recvfrom,ioctl", "--idle-timeout", "0")
+        port: Any = daemon.tcp_port
+        self.assertEqual(course_tcp_client(port, b"settle"), b"SETTLE")
+        wait_for(lambda: daemon.output.count(b"client closed") == 1)
+        reads, ioctls = len(self.socket_reads(trace)), self.ioctls(trace)
+        self.assertEqual(course_tcp_client(port, b"hello world"), b"HELLO WORLD")
+        wait_for(lambda: daemon.output.count(b"client closed") == 2)
+        sentence = self.socket_reads(trace)[reads:]
+        self.assertEqual(sentence, [("recvfrom", SHORT_READ)] * 2)
+        self.assertEqual(self.ioctls(trace), ioctls)
+        client = socket.create_connection((HOST, port), timeout=10)
+        with client:
+            for number in range(10):
+                message = b"message %d" % number
+                client.sendall(message)
+                self.assertEqual(receive(client, len(message)), message.upper())
+        wait_for(lambda: daemon.output.count(b"client closed") == 3)
+        conversation = self.socket_reads(trace)[reads + 2 :]
+        expected = [("recvfrom", SHORT_READ)] * 2 + [("read", SHORT_READ)] * 9
+        self.assertEqual(conversation, expected)
+        self.assertEqual(self.ioctls(trace), ioctls + 1)

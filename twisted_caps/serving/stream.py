@@ -74,14 +74,12 @@ class OpenConnection(TypingProtocol):
     opened_at: float
     last_progress_at: float
     bytes_in: int
+    #: Bytes of replies sent or queued.
+    bytes_out: int
     close_reason: str | None
     #: The replies unsent at the idle sweep's last look (None: not looked
     #: at yet, or unknown).
     unsent: int | None
-
-    @property
-    def bytes_out(self) -> int:
-        """Bytes of replies sent or queued."""
 
     @property
     def input_seen(self) -> bool:
@@ -531,8 +529,10 @@ class CapsStreamFactory(Factory):
             f" {bytes_in} bytes in, {bytes_out} bytes out: {reason}"
         )
         emit_text(self.log, LogLevel.info, CLOSE_FORMAT, text, fields)
-        if protocol.bytes_uncounted:
-            self.count_bytes(protocol)
+        uncounted = protocol.bytes_uncounted
+        if uncounted:
+            self.bytes_received += uncounted
+            self.bytes_sent += uncounted
         self.connections.discard(protocol)
         self.limits.release(protocol.peer)
         if self.connections:
