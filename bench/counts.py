@@ -15,6 +15,9 @@ Each count is divided by the connections (or messages) answered.
 A traced server runs far slower than an untraced one, and a slower server
 finds more work waiting at each wake-up: the C{epoll_wait} figures are
 the ones that depend on the pace (fewer per connection when busier).
+
+With C{--instructions}, a third run under valgrind's callgrind counts the
+instructions the server runs in user space (L{bench.instructions}).
 """
 
 import argparse
@@ -26,9 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from bench import netns, servers, workloads
+from bench import instructions, netns, servers, workloads
 
 #: The system calls the table shows, in its order; the rest are summed.
 SHOWN = (
@@ -63,6 +67,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="default: %(default)s")
     parser.add_argument("--seconds", type=float, default=2.0, help="load per count")
     parser.add_argument("--no-profile", action="store_true", help="system calls only")
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="also user-space instructions, under valgrind's callgrind",
+    )
     parser.add_argument("--no-netns", action="store_true", help="stay in this network namespace")
     return parser.parse_args(argv)
 
@@ -137,6 +146,17 @@ def run(
     return counts
 
 
+def driver(
+    workload: workloads.Workload, build: Path, args: argparse.Namespace
+) -> Callable[[servers.RunningServer], float]:
+    """What drives a server through C{workload} for a count: the operations it answered."""
+
+    def drive(server: servers.RunningServer) -> float:
+        return run(workload, server, build, args.seconds)["ops"]
+
+    return drive
+
+
 def profiled_command(spec: servers.ServerSpec, build: Path, output: Path) -> list[str] | None:
     """The server's command under cProfile, writing C{output}; None for the C server."""
     command = spec.command(build)
@@ -186,7 +206,7 @@ def main(argv: list[str]) -> int:
             workload = timed[name]
             unit = "connection" if workload.mode == "churn" else "message"
             print(f"\n{workload.title}: calls per {unit}\n")
-            header = ["server", *SHOWN, "other", "Python calls"]
+            header = ["server", *SHOWN, "other", "Python calls", "user instructions"]
             print("| " + " | ".join(header) + " |")
             print("|" + "---|" * len(header))
             for spec in chosen:
@@ -207,7 +227,11 @@ def main(argv: list[str]) -> int:
                     idle = python_calls(spec, None, build, args.seconds)
                     if loaded and idle:
                         python = f"{(loaded[0] - idle[0]) / loaded[1]:.1f}"
-                cells = [spec.title, *(f"{n:.2f}" for n in shown), f"{other:.2f}", python]
+                counted = "-"
+                if args.instructions:
+                    per_op = instructions.per_operation(spec, build, driver(workload, build, args))
+                    counted = "-" if per_op is None else f"{per_op:,.0f}"
+                cells = [spec.title, *(f"{n:.2f}" for n in shown), f"{other:.2f}", python, counted]
                 print("| " + " | ".join(cells) + " |", flush=True)
     return 0
 

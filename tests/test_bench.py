@@ -15,7 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bench import counts as call_counts
-from bench import report, servers, workloads
+from bench import instructions, report, servers, workloads
 from tests.servers import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,12 +93,25 @@ class CountsAndWorkersTests(TestCase):
         )  # fmt: skip
         [row] = [line for line in output.splitlines() if line.startswith("| C epoll")]
         cells = [cell.strip() for cell in row.strip("|").split("|")]
-        columns = ["server", *call_counts.SHOWN, "other", "Python calls"]
+        columns = ["server", *call_counts.SHOWN, "other", "Python calls", "user instructions"]
         measured = dict(zip(columns, cells, strict=True))
         # Within what connections still open at the end add (see the module).
         self.assertLess(abs(float(measured["recvfrom"]) - 2.0), 0.3, row)
         self.assertLess(abs(float(measured["sendto"]) - 1.0), 0.2, row)
         self.assertLess(abs(float(measured["close"]) - 1.0), 0.2, row)
+
+    def test_instructions_are_counted_per_connection(self) -> None:
+        """The C server's user-space instructions per connection: a few thousand at most."""
+        require_program("cc")
+        require_program("valgrind")
+        output = self.run_module(
+            "bench.counts", "--servers", "c", "--workloads", "churn", "--seconds", "0.5",
+            "--no-profile", "--instructions",
+        )  # fmt: skip
+        [row] = [line for line in output.splitlines() if line.startswith("| C epoll")]
+        counted = float(row.strip("|").split("|")[-1].replace(",", ""))
+        self.assertGreater(counted, 100, row)
+        self.assertLess(counted, 20_000, row)
 
     def test_workers_mode_runs_every_count_asked(self) -> None:
         require_program("cc")
@@ -121,6 +134,12 @@ class CountsAndWorkersTests(TestCase):
             "100.00    0.001000           3       320        20 total\n"
         )
         self.assertEqual(call_counts.strace_counts(summary), {"recvfrom": 200, "accept4": 120})
+
+    def test_callgrind_dump_is_read_for_its_total(self) -> None:
+        dump = "version: 1\ncreator: callgrind-3.19.0\nevents: Ir\nsummary: 437427938\n"
+        self.assertEqual(instructions.dump_total(dump), 437427938)
+        with self.assertRaises(ValueError):
+            instructions.dump_total("events: Ir\n")
 
 
 class LoadGeneratorTests(TestCase):
