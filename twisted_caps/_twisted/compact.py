@@ -11,8 +11,9 @@ client's close) needs a read, a write and a close. So an L{EagerPort}
 given a L{CompactConnection} subclass builds one of those for each IPv4
 connection it accepts: it holds the accepted socket (Python's C{_socket}
 type, no Python constructor; left blocking, so the subclass passes
-C{MSG_DONTWAIT} to every C{recv} and C{send}, which spares an C{ioctl} per
-connection), registers it with the reactor itself (the
+C{MSG_DONTWAIT} to every C{recv} and C{send} until it makes the socket
+non-blocking itself, which spares the connections that never need it an
+C{ioctl}), registers it with the reactor itself (the
 C{_poller}, C{_reads} and C{_selectables} C{addReader} would fill) and
 closes it with C{close(2)} alone, taking it out of the reactor's tables
 first. The subclass decides what its reads answer; when it meets
@@ -46,8 +47,9 @@ class CompactConnection:
     """
     An accepted IPv4 TCP connection read by the reactor without a transport.
 
-    @ivar socket: the accepted socket; its reads and writes must pass
-        C{MSG_DONTWAIT} (it is blocking until handed over).
+    @ivar socket: the accepted socket; it is blocking, so its reads and
+        writes must pass C{MSG_DONTWAIT}, until the subclass makes it
+        non-blocking.
     @ivar fd: its descriptor (the port's accept has it already); -1 once
         closed or handed over.
     @ivar address: the client's C{(host, port)}.
