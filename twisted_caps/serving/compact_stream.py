@@ -82,6 +82,8 @@ class CompactCapsConnection(CompactConnection):
         self.port = port  # type: ignore[assignment]
         self.factory = factory = port.factory  # type: ignore[attr-defined]
         self.peer: str | None = address[0]
+        # bytes_out is always bytes_in here, but a slot: the close line
+        # reads it once per connection, a property would cost a call.
         self.bytes_in = self.bytes_out = self.bytes_at_look = 0
         self.steady = False
         self.read_size = SHORT_READ

@@ -529,10 +529,7 @@ class CapsStreamFactory(Factory):
             f" {bytes_in} bytes in, {bytes_out} bytes out: {reason}"
         )
         emit_text(self.log, LogLevel.info, CLOSE_FORMAT, text, fields)
-        uncounted = protocol.bytes_uncounted
-        if uncounted:
-            self.bytes_received += uncounted
-            self.bytes_sent += uncounted
+        self.count_bytes(protocol)
         self.connections.discard(protocol)
         self.limits.release(protocol.peer)
         if self.connections:
