@@ -254,6 +254,21 @@ class BatchedFileLogObserverTests(SynchronousTestCase):
         self.observer(info("Main loop terminated."))
         self.assertEqual(self.out.writes, ["Main loop terminated.\n"])
 
+    def test_a_batch_waiting_when_the_reactor_stops_goes_with_the_next_line(self) -> None:
+        """Its timer will not run: the next line writes the batch and itself."""
+        self.observer(info("one"))
+        self.clock.running = False
+        self.observer(info("Main loop terminated."))
+        self.assertEqual(self.out.writes, ["one\nMain loop terminated.\n"])
+
+    def test_a_line_from_another_thread_writes_a_waiting_batch(self) -> None:
+        """A batch waits for its timer: a line from another thread goes out at once, with it."""
+        self.observer(info("one"))
+        thread = threading.Thread(target=self.observer, args=(info("from a thread"),))
+        thread.start()
+        thread.join()
+        self.assertEqual(self.out.writes, ["one\nfrom a thread\n"])
+
     def test_lines_from_another_thread_are_written_at_once(self) -> None:
         """The reactor's timers are not to be touched from another thread."""
         thread = threading.Thread(target=self.observer, args=(info("from a thread"),))

@@ -136,7 +136,10 @@ class CompactCapsConnection(CompactConnection):
             self._end(ERROR)
             return
         size = len(data)
-        if not size or size > LONGEST_CHUNK or not data.isascii():
+        if not size:
+            self._end(CLIENT_CLOSED)
+            return
+        if size > LONGEST_CHUNK or not data.isascii():
             self._read_other(data, asked)
             return
         if size == asked:
@@ -158,10 +161,7 @@ class CompactCapsConnection(CompactConnection):
             self.steady = True
 
     def _read_other(self, data: bytes, asked: int) -> None:
-        """The end of input, or a chunk (read asking for C{asked}) only the protocol answers."""
-        if not data:
-            self._end(CLIENT_CLOSED)
-            return
+        """A chunk (read asking for C{asked}) only the protocol answers."""
         protocol, transport = self._carry_on()
         protocol.dataReceived(data)
         if asked == READ_SIZE:

@@ -32,9 +32,9 @@ import contextlib
 import json
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any, Protocol, TextIO
 
 from twisted.logger import (
@@ -125,7 +125,7 @@ class BatchedFileLogObserver:
         self._pending: list[str] = []
         self._pending_size = 0
         self._flush_call: Any = None
-        self._reactor_thread = threading.get_ident()
+        self._reactor_thread = get_ident()
 
     def __call__(self, event: LogEvent) -> None:
         text = self.format_event(event)
@@ -133,9 +133,21 @@ class BatchedFileLogObserver:
             return
         self._pending.append(text)
         self._pending_size += len(text)
+        # Commonly a batch waits for its write already and this line joins it.
+        if (
+            self._flush_call is None
+            or not self._reactor.running
+            or self._pending_size >= MAX_PENDING
+            or event.get("log_level") in URGENT
+            or get_ident() != self._reactor_thread
+        ):
+            self._write_soon(event)
+
+    def _write_soon(self, event: LogEvent) -> None:
+        """Write the pending lines at once if C{event} or the moment asks, else after the delay."""
         urgent = event.get("log_level") in URGENT
         # Outside the reactor's thread, or with no reactor turn to end, at once.
-        now = urgent or not self._reactor.running or threading.get_ident() != self._reactor_thread
+        now = urgent or not self._reactor.running or get_ident() != self._reactor_thread
         if now or self._pending_size >= MAX_PENDING:
             self.flush()
         elif self._flush_call is None:

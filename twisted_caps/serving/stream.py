@@ -6,6 +6,7 @@ the policy (limits, idle timeout, graceful shutdown).
 """
 
 from collections.abc import Callable
+from time import time
 from typing import Any
 from typing import Protocol as TypingProtocol
 
@@ -37,7 +38,6 @@ from twisted_caps._twisted.immediate import (
 from twisted_caps.core.limits import OPEN_FILES, REFUSALS, ConnectionLimits
 from twisted_caps.core.log_throttle import LogThrottle
 from twisted_caps.core.transform import StreamCapitalizer, capitalize
-from twisted_caps.serving.logs import emit_text
 
 #: Why a connection closed, as its close log line says.
 CLIENT_CLOSED = "client closed"
@@ -515,20 +515,28 @@ class CapsStreamFactory(Factory):
         peer = protocol.peer or "local"
         duration = self.clock.seconds() - protocol.opened_at
         bytes_in, bytes_out, reason = protocol.bytes_in, protocol.bytes_out, protocol.close_reason
-        fields: dict[str, object] = {
-            "peer": peer,
-            "duration": duration,
-            "bytes_in": bytes_in,
-            "bytes_out": bytes_out,
-            "reason": reason,
-        }
-        # The text is formatted here and carried in the event: formatting
-        # the fields through the format string costs twice as much.
-        text = (
-            f"caps: {peer} closed after {duration:.3f}s,"
-            f" {bytes_in} bytes in, {bytes_out} bytes out: {reason}"
+        log = self.log
+        # The event emit_text would make, as one literal: this runs for every
+        # connection, and a dict grown key by key behind a call costs 1,300
+        # instructions more. Its text is made here, once: formatting the
+        # fields through the format string costs twice as much.
+        log.observer(
+            {
+                "peer": peer,
+                "duration": duration,
+                "bytes_in": bytes_in,
+                "bytes_out": bytes_out,
+                "reason": reason,
+                "log_logger": log,
+                "log_level": LogLevel.info,
+                "log_namespace": log.namespace,
+                "log_source": log.source,
+                "log_format": CLOSE_FORMAT,
+                "log_text": f"caps: {peer} closed after {duration:.3f}s,"
+                f" {bytes_in} bytes in, {bytes_out} bytes out: {reason}",
+                "log_time": time(),
+            }
         )
-        emit_text(self.log, LogLevel.info, CLOSE_FORMAT, text, fields)
         self.count_bytes(protocol)
         self.connections.discard(protocol)
         self.limits.release(protocol.peer)
