@@ -201,6 +201,24 @@ class ReportTests(SynchronousTestCase):
                       self.target_line(results, "| twisted-caps, churn, conn/s, "
                                        "per server CPU-second, ratio to uvloop"))  # fmt: skip
 
+    def test_a_ratio_shows_how_it_moved_from_round_to_round(self) -> None:
+        """Each round's ratio, the two servers paired in it: median, lowest, highest."""
+        caps = measured("twisted-caps", churn=30.0)
+        uvloop = measured("uvloop", churn=30.0)
+        caps["rounds"] = {"churn": [{"rate": r, "server_busy": 1.0} for r in (27.0, 33.0, 30.0)]}
+        # The third round: 25 conn/s on half the CPU, 50 per CPU-second.
+        paced = ((30.0, 1.0), (30.0, 1.0), (25.0, 0.5))
+        uvloop["rounds"] = {"churn": [{"rate": r, "server_busy": b} for r, b in paced]}
+        results = {"servers": {"caps": caps, "uvloop": uvloop}}
+        line = self.target_line(results, "| twisted-caps, churn, conn/s, per server CPU-second, "
+                                "ratio to uvloop")  # fmt: skip
+        self.assertTrue(line.endswith("| met | 0.90 (0.60-1.10) |"), line)
+
+    def test_a_figure_that_is_not_a_ratio_has_no_rounds_column(self) -> None:
+        results = {"servers": {"caps": measured("twisted-caps", idle=1.2)}}
+        line = self.target_line(results, "| twisted-caps, RSS per idle conn")
+        self.assertTrue(line.endswith("| met |  |"), line)
+
     def test_memory_is_a_ceiling(self) -> None:
         over = {"servers": {"caps": measured("twisted-caps", idle=1.4)}}
         under = {"servers": {"caps": measured("twisted-caps", idle=1.2)}}
