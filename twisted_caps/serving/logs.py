@@ -133,22 +133,14 @@ class BatchedFileLogObserver:
             return
         self._pending.append(text)
         self._pending_size += len(text)
-        # Commonly a batch waits for its write already and this line joins it.
+        # A warning, a line outside the reactor's thread, or one with no
+        # reactor turn to end, goes at once with every line before it.
         if (
-            self._flush_call is None
-            or not self._reactor.running
+            not self._reactor.running
             or self._pending_size >= MAX_PENDING
             or event.get("log_level") in URGENT
             or get_ident() != self._reactor_thread
         ):
-            self._write_soon(event)
-
-    def _write_soon(self, event: LogEvent) -> None:
-        """Write the pending lines at once if C{event} or the moment asks, else after the delay."""
-        urgent = event.get("log_level") in URGENT
-        # Outside the reactor's thread, or with no reactor turn to end, at once.
-        now = urgent or not self._reactor.running or get_ident() != self._reactor_thread
-        if now or self._pending_size >= MAX_PENDING:
             self.flush()
         elif self._flush_call is None:
             self._flush_call = self._reactor.callLater(self.delay, self.flush)
