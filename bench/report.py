@@ -31,6 +31,17 @@ def _busy(counts: dict[str, float]) -> str:
     return f"{counts['server_busy']:.0%} / {counts['load_busy']:.0%}"
 
 
+def _cpu_per_op(counts: dict[str, float]) -> str:
+    """
+    The server's user and system CPU time per operation over all rounds,
+    in microseconds: what its own code costs against what the kernel does
+    for it.
+    """
+    if "server_user_per_op" not in counts:
+        return "-"
+    return f"{counts['server_user_per_op'] * 1e6:.1f} / {counts['server_system_per_op'] * 1e6:.1f}"
+
+
 def _per_cpu(key: str) -> Callable[[dict[str, float]], float]:
     """The figure per second of server CPU: what a core to itself would give."""
     return lambda counts: counts[key] / counts["server_busy"] if counts["server_busy"] else 0.0
@@ -43,6 +54,7 @@ ROWS = (
     Row("  p50 / p99 latency, µs", "rr100", _latency, ratio=False),
     Row("  CPU busy: server / load gen", "rr100", _busy, ratio=False),
     Row("  per server CPU-second", "rr100", _per_cpu("rate")),
+    Row("  server CPU µs per message, user / system", "rr100", _cpu_per_op, ratio=False),
     Row("bulk 10 conns, MB/s", "bulk", lambda c: c["mb_per_s"]),
     Row("  CPU busy: server / load gen", "bulk", _busy, ratio=False),
     Row("  per server CPU-second", "bulk", _per_cpu("mb_per_s")),
@@ -52,9 +64,11 @@ ROWS = (
     Row("churn, conn/s", "churn", lambda c: c["rate"]),
     Row("  CPU busy: server / load gen", "churn", _busy, ratio=False),
     Row("  per server CPU-second", "churn", _per_cpu("rate")),
+    Row("  server CPU µs per connection, user / system", "churn", _cpu_per_op, ratio=False),
     Row("UDP, datagrams/s", "udp", lambda c: c["rate"]),
     Row("  CPU busy: server / load gen", "udp", _busy, ratio=False),
     Row("  per server CPU-second", "udp", _per_cpu("rate")),
+    Row("  server CPU µs per datagram, user / system", "udp", _cpu_per_op, ratio=False),
     Row("RSS per idle conn, KiB", "idle", lambda c: c["kib_per_conn"], ratio=False),
     Row("req/resp 100 conns, every core, msg/s", "every_core", lambda c: c["rate"], ratio=False),
     Row("  CPU busy: server / load gen", "every_core", _busy, ratio=False),

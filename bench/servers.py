@@ -187,10 +187,20 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """User plus system CPU time used so far by a process and its descendants."""
-    ticks = 0
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """
+    User and system CPU time used so far by a process and its descendants:
+    Python's share of a server's work against the kernel's.
+    """
+    user = system = 0
     for member in process_tree(pid):
         fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+        user += int(fields[11])
+        system += int(fields[12])
+    ticks = os.sysconf("SC_CLK_TCK")
+    return user / ticks, system / ticks
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time used so far by a process and its descendants."""
+    return sum(tree_cpu_split(pid))

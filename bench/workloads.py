@@ -16,7 +16,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.servers import RunningServer, pinned, tree_cpu_seconds, tree_rss_kib
+from bench.servers import RunningServer, pinned, tree_cpu_split, tree_rss_kib
 from twisted_caps.core.transform import capitalize
 
 #: A 64-byte request, the size of a short line of text.
@@ -92,7 +92,7 @@ def run_loadgen(
     window = [] if workload.mode == "churn" else [str(workload.window)]
     command = [str(build / "loadgen"), workload.mode, str(port), str(workload.count)]
     command += [*window, str(seconds), str(request), str(expect)]
-    server_before = tree_cpu_seconds(server.process.pid)
+    user_before, system_before = tree_cpu_split(server.process.pid)
     load_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     finished = subprocess.run(
         pinned(command, cores), capture_output=True, check=True, timeout=seconds + 30
@@ -103,9 +103,10 @@ def run_loadgen(
     # well under 1.0 while the server is near 1.0 means the server was.
     load_cpu = sum(getattr(load_after, f) - getattr(load_before, f) for f in CPU_FIELDS)
     counts["load_busy"] = load_cpu / counts["seconds"]
-    counts["server_busy"] = (tree_cpu_seconds(server.process.pid) - server_before) / counts[
-        "seconds"
-    ]
+    user_after, system_after = tree_cpu_split(server.process.pid)
+    counts["server_user"] = (user_after - user_before) / counts["seconds"]
+    counts["server_system"] = (system_after - system_before) / counts["seconds"]
+    counts["server_busy"] = counts["server_user"] + counts["server_system"]
     counts["rate"] = counts["ops"] / counts["seconds"]
     counts["mb_per_s"] = counts["bytes"] / counts["seconds"] / 1e6
     return counts

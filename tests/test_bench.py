@@ -15,7 +15,7 @@ from typing import Any
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from bench import counts as call_counts
-from bench import instructions, report, servers, workloads
+from bench import instructions, interleave, report, servers, workloads
 from tests.servers import require_program
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -145,7 +145,8 @@ class CountsAndWorkersTests(TestCase):
 class LoadGeneratorTests(TestCase):
     """The load generator's checking, against the C server."""
 
-    def test_reply_differing_from_expected_is_counted_wrong(self) -> None:
+    def start_c_server(self) -> tuple[servers.RunningServer, Path]:
+        """The C epoll server, running, and the folder its programs were built in."""
         require_program("cc")
         build = Path(self.mktemp())
         build.mkdir(parents=True)
@@ -154,10 +155,25 @@ class LoadGeneratorTests(TestCase):
         server = servers.start(spec, [str(build / "epoll_server")], None)
         self.addCleanup(server.log.unlink)
         self.addCleanup(server.stop)
+        return server, build
+
+    def test_reply_differing_from_expected_is_counted_wrong(self) -> None:
+        server, build = self.start_c_server()
         rr = workloads.Workload("rr", "req/resp", "tcp", 2, 1, b"hello world\n")
         counts = workloads.run_loadgen(rr, server, build, 0.2, None, expected=b"hello world\n")
         self.assertEqual(counts["ops"], 0)
         self.assertGreater(counts["bad"], 0)
+
+    def test_the_server_cpu_is_read_as_user_and_system_time(self) -> None:
+        """A server answering requests spends kernel time; the two parts make its busy figure."""
+        server, build = self.start_c_server()
+        rr = workloads.Workload("rr", "req/resp", "tcp", 2, 1, b"hello world\n")
+        counts = workloads.run_loadgen(rr, server, build, 0.5, None, expected=b"HELLO WORLD\n")
+        self.assertGreater(counts["ops"], 0)
+        self.assertGreater(counts["server_system"], 0.0)
+        self.assertGreaterEqual(counts["server_user"], 0.0)
+        parts = counts["server_user"] + counts["server_system"]
+        self.assertAlmostEqual(counts["server_busy"], parts)
 
 
 def measured(title: str, **workload_rates: float) -> dict[str, Any]:
@@ -245,6 +261,27 @@ class ReportTests(SynchronousTestCase):
         self.assertEqual(len(lines), len(report.WORKER_WORKLOADS))
         self.assertEqual([line for line in lines if "missed" in line],
                          [self.target_line(results, "| caps --workers 2, churn")])  # fmt: skip
+
+    def test_the_server_cpu_per_operation_is_split_into_user_and_system(self) -> None:
+        caps = measured("twisted-caps", churn=25000.0)
+        caps["workloads"]["churn"].update(server_user_per_op=10e-6, server_system_per_op=30e-6)
+        older = measured("results without the split", churn=1.0)
+        results = {"servers": {"caps": caps, "old": older}}
+        self.assertIn("|   server CPU µs per connection, user / system | 10.0 / 30.0 | - |",
+                      report.tables(results))  # fmt: skip
+
+    def test_the_cpu_split_is_summed_over_every_round(self) -> None:
+        """Two rounds of 1 s: 100 and 300 operations, 0.1 and 0.5 s of user time."""
+        rounds = [
+            {"ops": 100, "bytes": 100, "seconds": 1.0, "server_user": 0.1, "server_system": 0.3},
+            {"ops": 300, "bytes": 300, "seconds": 1.0, "server_user": 0.5, "server_system": 0.4},
+        ]
+        for counts in rounds:
+            counts.update(bad=0, errors=0, lost=0)
+        chosen = interleave.best(rounds)
+        self.assertEqual(chosen["ops"], 300)
+        self.assertAlmostEqual(chosen["server_user_per_op"], 0.6 / 400)
+        self.assertAlmostEqual(chosen["server_system_per_op"], 0.7 / 400)
 
     def test_tables_without_the_c_server_have_no_ratio_table(self) -> None:
         results = {"servers": {"caps": measured("twisted-caps", rr1=9.0, rr100=90.0)}}
