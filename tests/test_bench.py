@@ -145,8 +145,8 @@ class CountsAndWorkersTests(TestCase):
 class LoadGeneratorTests(TestCase):
     """The load generator's checking, against the C server."""
 
-    def start_c_server(self) -> tuple[servers.RunningServer, Path]:
-        """The C epoll server, running, and the folder its programs were built in."""
+    def drive_c_server(self, seconds: float, expected: bytes) -> dict[str, float]:
+        """Send the C epoll server "hello world" requests; check replies against C{expected}."""
         require_program("cc")
         build = Path(self.mktemp())
         build.mkdir(parents=True)
@@ -155,20 +155,17 @@ class LoadGeneratorTests(TestCase):
         server = servers.start(spec, [str(build / "epoll_server")], None)
         self.addCleanup(server.log.unlink)
         self.addCleanup(server.stop)
-        return server, build
+        rr = workloads.Workload("rr", "req/resp", "tcp", 2, 1, b"hello world\n")
+        return workloads.run_loadgen(rr, server, build, seconds, None, expected=expected)
 
     def test_reply_differing_from_expected_is_counted_wrong(self) -> None:
-        server, build = self.start_c_server()
-        rr = workloads.Workload("rr", "req/resp", "tcp", 2, 1, b"hello world\n")
-        counts = workloads.run_loadgen(rr, server, build, 0.2, None, expected=b"hello world\n")
+        counts = self.drive_c_server(0.2, expected=b"hello world\n")
         self.assertEqual(counts["ops"], 0)
         self.assertGreater(counts["bad"], 0)
 
     def test_the_server_cpu_is_read_as_user_and_system_time(self) -> None:
         """A server answering requests spends kernel time; the two parts make its busy figure."""
-        server, build = self.start_c_server()
-        rr = workloads.Workload("rr", "req/resp", "tcp", 2, 1, b"hello world\n")
-        counts = workloads.run_loadgen(rr, server, build, 0.5, None, expected=b"HELLO WORLD\n")
+        counts = self.drive_c_server(0.5, expected=b"HELLO WORLD\n")
         self.assertGreater(counts["ops"], 0)
         self.assertGreater(counts["server_system"], 0.0)
         self.assertGreaterEqual(counts["server_user"], 0.0)
