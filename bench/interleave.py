@@ -5,7 +5,8 @@ All servers run at once (an idle one costs no CPU), and each round runs each
 workload against each server in turn, so a burst of load from another
 tenant of the machine hits one short slice of one server, not a whole
 column. A server's result for a workload is its best round; wrong replies,
-errors and losses are summed over all rounds.
+errors and losses are summed over all rounds, and so is its CPU time, user
+and system, per operation.
 
 Then the servers of L{SCALING} run request/response once more with every
 core open to them and to the load generator, which is how C{--workers}
@@ -103,7 +104,8 @@ def best(measured: list[dict[str, float]]) -> dict[str, float]:
     The fastest round, with the correctness counts of all rounds and the
     server's user and system CPU seconds per operation over all rounds
     (the kernel splits CPU time between the two by sampling at its clock
-    ticks, a hundred or so in a round: one round's split is rough).
+    ticks, and C{/proc} counts it in hundredths of a second: one 0.6 s
+    round's split is rough).
     """
     chosen = dict(max(measured, key=lambda counts: counts["bytes"] / counts["seconds"]))
     for key in ("bad", "errors", "lost"):

@@ -187,16 +187,26 @@ def tree_rss_kib(pid: int) -> int:
     return total
 
 
+def stat_cpu_ticks(stat: str) -> tuple[int, int]:
+    """
+    The user and system CPU time in a C{/proc/PID/stat} line, in clock
+    ticks (its 14th and 15th fields; the 2nd, the command's name in
+    parentheses, may hold spaces and parentheses of its own).
+    """
+    fields = stat.rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 def tree_cpu_split(pid: int) -> tuple[float, float]:
     """
     User and system CPU time used so far by a process and its descendants:
-    Python's share of a server's work against the kernel's.
+    the server's own code against the kernel's work for it.
     """
     user = system = 0
     for member in process_tree(pid):
-        fields = Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()
-        user += int(fields[11])
-        system += int(fields[12])
+        member_user, member_system = stat_cpu_ticks(Path(f"/proc/{member}/stat").read_text())
+        user += member_user
+        system += member_system
     ticks = os.sysconf("SC_CLK_TCK")
     return user / ticks, system / ticks
 
